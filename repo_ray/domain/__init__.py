@@ -1,0 +1,1 @@
+"""The negotiation world: scenarios, SOP stages, defects, the hotel simulator, data generation."""
