@@ -1,0 +1,208 @@
+"""`repo-ray` command line: each subcommand is a thin shell over a library function.
+
+Errors a user can cause (bad config, missing or malformed files) end as one line on
+stderr and exit status 2; bugs still raise with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from repo_ray import __version__
+from repo_ray.config import ConfigError, RepoRayConfig, load_config
+
+log = logging.getLogger("repo_ray")
+
+# Exceptions that mean "the user gave us something unusable"; registered by the modules
+# that raise them so the CLI does not import heavy dependencies up front.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from repo_ray.domain.schemas import DataFileError
+    from repo_ray.model.loading import ModelLoadError
+
+    return (*USER_ERRORS, DataFileError, ModelLoadError)
+
+
+def _load(args: argparse.Namespace) -> RepoRayConfig:
+    return load_config(args.config, overrides=args.set)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="YAML config file (see configs/)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a config field, e.g. --set learner.batch_size=32 (repeatable)",
+    )
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_data(args: argparse.Namespace) -> int:
+    """Generate the synthetic Parquet data directory."""
+    from repo_ray.domain.datagen import write_dataset
+    from repo_ray.domain.schemas import load_rows
+
+    cfg = _load(args)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    paths = write_dataset(cfg.data, out)
+    print(f"wrote {len(paths)} files to {out} in {time.perf_counter() - t0:.1f}s:")
+    for kind, path in paths.items():
+        loaded = load_rows(kind, out)
+        print(f"  {path}  ({len(loaded.rows)} rows)")
+    return 0
+
+
+def cmd_validate_data(args: argparse.Namespace) -> int:
+    """Validate a data directory: every bad row is printed as file:row: reason."""
+    from repo_ray.domain.schemas import FILES, load_rows
+
+    bad = 0
+    for kind in args.kinds or list(FILES):
+        loaded = load_rows(kind, args.dir)
+        for p in loaded.problems:
+            print(p, file=sys.stderr)
+        bad += loaded.dropped
+        print(f"{FILES[kind].filename}: {len(loaded.rows)} good, {loaded.dropped} dropped")
+    return 1 if bad else 0
+
+
+def cmd_describe_data(args: argparse.Namespace) -> int:
+    """Print the documented schema of every data file."""
+    from repo_ray.domain.schemas import schema_markdown
+
+    print(schema_markdown())
+    return 0
+
+
+def cmd_build_model(args: argparse.Namespace) -> int:
+    """Build (or reuse from cache) the tiny tokenizer, policy and reward model."""
+    from repo_ray.domain.datagen import corpus_texts
+    from repo_ray.model.cache import ensure_tiny_models
+
+    cfg = _load(args)
+    if cfg.model.path is not None:
+        print(f"model.path is set ({cfg.model.path}); nothing to build")
+        return 0
+    data_dir = Path(args.data)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: data directory not found (run `repo-ray data` first)")
+    key = _data_key(data_dir)
+    t0 = time.perf_counter()
+    paths = ensure_tiny_models(
+        cfg.model, lambda: corpus_texts(data_dir, cfg.model.tiny.tokenizer_corpus_limit), key, cfg.seed
+    )
+    print(f"tiny models ready in {time.perf_counter() - t0:.1f}s:")
+    for name in ("tokenizer_dir", "policy_dir", "reward_dir"):
+        print(f"  {name.removesuffix('_dir')}: {getattr(paths, name)}")
+    return 0
+
+
+def _data_key(data_dir: Path) -> str:
+    """Content key of a data directory's corpus files (size + mtime would lie after a copy)."""
+    import hashlib
+
+    from repo_ray.domain.schemas import FILES
+
+    h = hashlib.sha256()
+    for kind in ("sft", "preference"):
+        h.update((data_dir / FILES[kind].filename).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Validate a config and print it resolved (defaults filled in), or the reference table."""
+    if args.reference:
+        from repo_ray.config import config_reference_markdown
+
+        print(config_reference_markdown())
+        return 0
+    if not args.config:
+        raise ConfigError("config: give --config FILE or --reference")
+    cfg = _load(args)
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Play the scripted expert against the hotel simulator and print the transcripts."""
+    import random
+
+    from repo_ray.domain.datagen import generate_scenario, play_expert_dialogue
+    from repo_ray.domain.scenario import Persona
+
+    personas = [Persona(p) for p in args.persona] if args.persona else list(Persona)
+    for i, persona in enumerate(personas):
+        sc = generate_scenario(random.Random(f"{args.seed}:sim:{i}"), f"sim-{i:03d}", 1.0 if args.language == "zh" else 0.0,
+                               args.rooms, persona)
+        d = play_expert_dialogue(sc, args.seed)
+        print(f"=== {sc.scenario_id} persona={persona.value} outcome={d.outcome}")
+        for m in d.messages[1:]:
+            print(f"  {m.role.value:>5}: {m.text or '(silence)'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repo-ray",
+        description="REPO (Reward-Enhanced Policy Optimization) for LLM dialogue agents on Ray.",
+    )
+    parser.add_argument("--version", action="version", version=f"repo-ray {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("data", cmd_data, "generate the synthetic Parquet data (SFT, preference pairs, RL, eval, bad cases)")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="output directory")
+
+    p = add("validate-data", cmd_validate_data, "validate a data directory and report bad rows as file:row: reason")
+    p.add_argument("--dir", required=True, help="data directory")
+    p.add_argument("kinds", nargs="*", help="which files (sft, preference, rl, eval, bad_cases); default all")
+
+    add("describe-data", cmd_describe_data, "print the documented schema of every data file")
+
+    p = add("build-model", cmd_build_model, "train the tiny tokenizer and build the tiny policy and reward model")
+    _add_config_args(p)
+    p.add_argument("--data", required=True, help="data directory whose texts train the tokenizer")
+
+    p = add("config", cmd_config, "validate a config and print it resolved, or print the config reference")
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a field")
+    p.add_argument("--reference", action="store_true", help="print every field with default and description")
+
+    p = add("simulate", cmd_simulate, "print expert-vs-simulator negotiations, one per persona")
+    p.add_argument("--persona", action="append", help="persona(s) to play; default all six")
+    p.add_argument("--language", choices=["en", "zh"], default="en")
+    p.add_argument("--rooms", type=int, default=2, help="most room types per scenario")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.func(args)
+    except _user_errors() as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"repo-ray {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
