@@ -15,21 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from repo_ray import __version__
-from repo_ray.config import ConfigError, RepoRayConfig, load_config
+from repo_ray.config import RepoRayConfig, load_config
+from repo_ray.errors import ConfigError, UserError
 
 log = logging.getLogger("repo_ray")
-
-# Exceptions that mean "the user gave us something unusable"; registered by the modules
-# that raise them so the CLI does not import heavy dependencies up front.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from repo_ray.domain.schemas import DataFileError
-    from repo_ray.model.loading import ModelLoadError
-
-    return (*USER_ERRORS, DataFileError, ModelLoadError)
-
 
 def _load(args: argparse.Namespace) -> RepoRayConfig:
     return load_config(args.config, overrides=args.set)
@@ -198,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except _user_errors() as err:
+    except (UserError, FileNotFoundError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"repo-ray {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -15,11 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from repo_ray.errors import ConfigError
 from repo_ray.domain.rubric import DEFAULT_JUDGE_WEIGHTS, DEFAULT_RULE_WEIGHTS, JUDGE_ITEMS, RULES
-
-
-class ConfigError(ValueError):
-    """A config file cannot be used; the message is one line naming file, field and reason."""
 
 
 class _Section(BaseModel):

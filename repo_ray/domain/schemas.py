@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from repo_ray.domain.defects import DEFECTS
 from repo_ray.domain.scenario import Scenario
 from repo_ray.domain.sop import SopStage
+from repo_ray.errors import DataFileError
 from repo_ray.types import Message, Role
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,6 @@ class Loaded(Generic[T]):
     @property
     def dropped(self) -> int:
         return len(self.problems)
-
-
-class DataFileError(ValueError):
-    """A whole file is unusable (missing, unreadable, missing columns)."""
 
 
 def _messages(value: Any, what: str, need_agent_last: bool = False) -> tuple[Message, ...]:

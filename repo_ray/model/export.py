@@ -17,6 +17,7 @@ from torch import nn
 
 from repo_ray.config import LoraSettings
 from repo_ray.model.loading import Dtype, ModelLoadError, load_policy, load_reward_model, load_tokenizer
+from repo_ray.errors import LoraTargetError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ TOKENIZER_FILES = (
     "merges.txt",
     "tokenizer.model",
 )
-
-
-class LoraTargetError(ValueError):
-    """None of the configured LoRA target modules exists in the model."""
 
 
 def _leaf_matches(module_name: str, target: str) -> bool:

@@ -16,13 +16,10 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from repo_ray.config import ModelConfig
 from repo_ray.model.cache import TinyModelPaths
+from repo_ray.errors import ModelLoadError
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer location cannot be loaded; the message is one line naming it."""
 
 
 def _looks_local(location: str) -> bool:

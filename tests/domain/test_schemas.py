@@ -63,3 +63,10 @@ def test_schema_doc_names_every_column():
         assert spec.filename in doc
         for field in spec.schema:
             assert f"`{field.name}`" in doc
+
+
+def test_readme_documents_the_current_schemas():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert schema_markdown() in readme, "regenerate the README section: repo-ray describe-data"
