@@ -1,0 +1,1 @@
+"""The driver of a run and all of its Ray wiring: cluster setup, actor placement, metrics."""
