@@ -138,6 +138,75 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    """Run the RF rules over a JSONL file of replies; exit 1 if any line was malformed."""
+    from repo_ray.config import RewardConfig
+    from reward_actors.rules.check import check_file
+
+    reward = load_config(args.config).reward if args.config else RewardConfig()
+    weights, overlength = reward.rule_weights, reward.overlength_chars
+    if not Path(args.file).is_file():
+        raise FileNotFoundError(f"{args.file}: file not found")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            summary = check_file(Path(args.file), out, weights, overlength)
+    else:
+        summary = check_file(Path(args.file), sys.stdout, weights, overlength)
+    return 1 if summary.malformed else 0
+
+
+def cmd_judge_server(args: argparse.Namespace) -> int:
+    """Serve the heuristic stand-in judge (OpenAI-compatible) on loopback until interrupted."""
+    from reward_actors.judge.server import options_from_args, run_judge_server
+
+    run_judge_server(options_from_args(args))
+    return 0
+
+
+def cmd_train_rm(args: argparse.Namespace) -> int:
+    """Train the reward model (Bradley-Terry) on a data directory's pairs; print its accuracy."""
+    from repo_ray.domain.schemas import load_rows
+    from reward_actors.rm.train import train_reward_model
+
+    cfg = _load(args)
+    data_dir = Path(args.data)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: data directory not found (run `repo-ray data` first)")
+    loaded = load_rows("preference", data_dir)
+    if loaded.problems:
+        print(f"preference pairs: dropped {loaded.dropped} bad row(s) (see `repo-ray validate-data`)", file=sys.stderr)
+    tokenizer = cfg.model.tokenizer_path
+    if args.base:
+        base = args.base
+    elif cfg.model.path is not None:
+        base = cfg.model.path
+    else:  # the tiny reward model, built (or reused) from this data's texts
+        from repo_ray.domain.datagen import corpus_texts
+        from repo_ray.model.cache import ensure_tiny_models
+
+        paths = ensure_tiny_models(cfg.model, lambda: corpus_texts(data_dir, cfg.model.tiny.tokenizer_corpus_limit),
+                                   _data_key(data_dir), cfg.seed)
+        base, tokenizer = str(paths.reward_dir), tokenizer or str(paths.tokenizer_dir)
+    r = train_reward_model(cfg, loaded.rows, base, args.out, tokenizer_path=tokenizer)
+    rm = cfg.reward.model
+    print(f"reward model ({r.finetune} fine-tune of {base}) -> {r.out_dir}")
+    print(f"  pairs: {r.train_pairs} train / {r.held_out_pairs} held out "
+          f"({r.train_scenarios} / {r.held_out_scenarios} scenarios, none in both)")
+    print(f"  {rm.epochs} epoch(s), {r.steps} steps, lr {rm.lr:g}, batch {rm.batch_size} pairs, "
+          f"max_tokens {rm.max_tokens}; final loss {r.final_loss:.4f}; train {r.train_s:.1f}s, total {r.total_s:.1f}s "
+          f"on {r.device}")
+    print(f"  z-score reference: {r.stats.reference} (n={r.stats.reference_size}): "
+          f"mean {r.stats.mean:.4f}, std {r.stats.std:.4f}")
+    print(f"training-split accuracy: {r.train.overall}")
+    if r.held_out is None:
+        print("held-out accuracy: none (reward.model.holdout_fraction is 0)")
+    else:
+        print("held-out pairwise accuracy:")
+        for line in r.held_out.lines():
+            print(f"  {line}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -167,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--data", required=True, help="data directory whose texts train the tokenizer")
 
+    p = add("train-rm", cmd_train_rm, "train the reward model (Bradley-Terry) on the preference pairs and report accuracy")
+    _add_config_args(p)
+    p.add_argument("--data", required=True, help="data directory with preference_pairs.parquet")
+    p.add_argument("--out", required=True, help="output directory of the trained reward model")
+    p.add_argument("--base", help="model to start from (e.g. RUN/sft/model); default model.path, else the tiny RM")
+
     p = add("config", cmd_config, "validate a config and print it resolved, or print the config reference")
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a field")
@@ -177,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=["en", "zh"], default="en")
     p.add_argument("--rooms", type=int, default=2, help="most room types per scenario")
     p.add_argument("--seed", type=int, default=0)
+
+    p = add("check-rules", cmd_check_rules, "run the RF rules over a JSONL file of replies and print E_func per line")
+    p.add_argument("file", metavar="FILE.jsonl", help="one JSON object per line: response, history, language, room_types")
+    p.add_argument("--config", help="YAML config whose reward.rule_weights and overlength_chars apply (default: defaults)")
+    p.add_argument("--out", help="write output lines here instead of stdout")
+
+    from reward_actors.judge.server import add_server_args
+
+    p = add("judge-server", cmd_judge_server,
+            "serve the heuristic judge (OpenAI-compatible /v1/chat/completions) on 127.0.0.1 with fault knobs")
+    add_server_args(p)
     return parser
 
 

@@ -176,6 +176,7 @@ class ExpertAgent:
     silences: int = 0
     conceded: dict[str, list[float]] = field(default_factory=dict)
     accepted: dict[str, float] = field(default_factory=dict)
+    used_variants: set[str] = field(default_factory=set)  # templates said already: an expert doesn't repeat itself
 
     def clone(self, rng: random.Random | None = None) -> ExpertAgent:
         """An independent copy (the scenario is immutable and shared)."""
@@ -183,14 +184,19 @@ class ExpertAgent:
             rng = random.Random()
             rng.setstate(self.rng.getstate())
         return replace(self, rng=rng, conceded={k: list(v) for k, v in self.conceded.items()},
-                       accepted=dict(self.accepted))
+                       accepted=dict(self.accepted), used_variants=set(self.used_variants))
 
     @property
     def lang(self) -> str:
         return self.scenario.language
 
     def _line(self, key: str, **fields: object) -> str:
-        return agent_line(self.lang, key, self.verbosity, self.rng, **fields)
+        short, long = _LINES[self.lang][key]
+        variants = short if self.verbosity == "short" else long
+        fresh = [v for v in variants if v not in self.used_variants] or variants
+        template = self.rng.choice(fresh)
+        self.used_variants.add(template)
+        return template.format(**fields)
 
     def _evidence(self) -> str:
         if self.lang == "zh":

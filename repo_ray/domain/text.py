@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:[.,]\d+)*(?:\.\d+)?")
 _PRICE = re.compile(r"(?:¥|CNY\s?|RMB\s?|￥)\s?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s?(?:元|块|yuan|CNY|RMB)", re.I)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
