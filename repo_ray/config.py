@@ -127,7 +127,14 @@ class RewardModelTraining(_Section):
     lr: float = Field(1e-5, gt=0, description="learning rate")
     batch_size: int = Field(32, ge=1, description="pairs per optimizer step")
     max_tokens: int = Field(1024, ge=32, description="context + response tokens kept per side (left-truncated)")
-    holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="pairs held out to report RM accuracy")
+    holdout_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of scenarios whose pairs are held out to report RM accuracy"
+    )
+    finetune: Literal["lora", "full"] = Field(
+        "lora",
+        description="lora: LoRA (learner.lora) + a trainable score head, merged after training; "
+        "full: every weight (faster and better for the tiny models)",
+    )
     num_gpus: float = Field(0.0, ge=0, description="GPUs for the RMScorer actor")
 
 
@@ -232,6 +239,9 @@ class LocalJudgeServer(_Section):
     error_rate: float = Field(0.0, ge=0, le=1, description="share of requests answered with a 5xx")
     hang_rate: float = Field(0.0, ge=0, le=1, description="share of requests that never answer")
     malformed_rate: float = Field(0.0, ge=0, le=1, description="share of answers that are not valid JSON")
+    gullible: bool = Field(
+        False, description="obey instructions found outside the prompt's data block (tests the prompt builder)"
+    )
 
 
 class JudgeConfig(_Section):
@@ -304,6 +314,9 @@ class DPOSettings(_Section):
     beta: float = Field(0.1, gt=0, description="DPO temperature")
     epochs: int = Field(10, ge=1, description="passes over the preference pairs (paper: 10)")
     lr: float | None = Field(None, gt=0, description="null uses optimizer.lr")
+    max_tokens: int = Field(
+        2048, ge=32, description="context + reply tokens per side; the oldest context tokens are dropped"
+    )
 
 
 class SFTSettings(_Section):
