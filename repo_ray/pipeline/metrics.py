@@ -31,6 +31,8 @@ _SPECS = [
     MetricSpec("repo_ray_queue_depth", "gauge", "items waiting in a pipeline queue", ("queue",)),
     MetricSpec("repo_ray_staleness", "gauge", "learner version minus the adapter version of trained samples"),
     MetricSpec("repo_ray_adapter_version", "gauge", "adapter version loaded by each rollout worker", ("worker",)),
+    MetricSpec("repo_ray_adapter_push_seconds", "histogram", "one adapter version: ray.put to every worker's verified ack",
+               (), tuple(LATENCY_BUCKETS)),
     MetricSpec("repo_ray_learner_step_seconds", "histogram", "wall time of one learner step", (),
                tuple(LATENCY_BUCKETS)),
     # rewards
