@@ -207,6 +207,19 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run the whole REPO pipeline (the entrypoint of a Ray job)."""
+    from repo_ray.pipeline.train import train
+
+    cfg = _load(args)
+    run_dir = args.run_dir or cfg.run_dir
+    if not run_dir:
+        raise ConfigError(f"{args.config}: give --run-dir or set run_dir")
+    summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -225,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("data", cmd_data, "generate the synthetic Parquet data (SFT, preference pairs, RL, eval, bad cases)")
     _add_config_args(p)
     p.add_argument("--out", required=True, help="output directory")
+
+    p = add("train", cmd_train, "run the REPO pipeline: data, tiny model, SFT, reward model, RL, evaluation")
+    _add_config_args(p)
+    p.add_argument("--run-dir", help="absolute path or pyarrow.fs URI (s3://...) of the run directory")
+    p.add_argument("--resume", action="store_true", help="continue the RL stage from the last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation and report")
 
     p = add("validate-data", cmd_validate_data, "validate a data directory and report bad rows as file:row: reason")
     p.add_argument("--dir", required=True, help="data directory")

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]
-REWARD_BUCKETS = [-8.0, -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,9 @@ _SPECS = [
     MetricSpec("repo_ray_learner_step_seconds", "histogram", "wall time of one learner step", (),
                tuple(LATENCY_BUCKETS)),
     # rewards
-    MetricSpec("repo_ray_reward", "histogram", "reward values per source (rm, judge, rules, total)", ("source",),
-               tuple(REWARD_BUCKETS)),
+    # Ray histograms take positive boundaries only and rewards are signed: a rolling mean instead
+    MetricSpec("repo_ray_reward_recent", "gauge", "mean of the last 100 rewards per source (rm, judge, rules, total)",
+               ("source",)),
     MetricSpec("repo_ray_reward_mean", "gauge", "mean reward of the last batch per source", ("source",)),
     MetricSpec("repo_ray_masked_total", "counter", "samples masked out of the loss", ("reason",)),
     MetricSpec("repo_ray_source_failures_total", "counter", "reward source answers that were not ok",

@@ -77,6 +77,7 @@ def build_judge_app(judge: JudgeConfig, weights: dict[str, float], run_id: str, 
         autoscaling_config=autoscaling_config(judge),
         max_ongoing_requests=a.max_ongoing_requests,
         ray_actor_options={"num_cpus": a.num_cpus_per_replica},
+        logging_config={"log_level": "WARNING"},  # no access-log line per judged sample
     ).bind(judge.model_dump(mode="json"), dict(weights), run_id, float(deadline_s))
 
 

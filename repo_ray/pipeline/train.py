@@ -1,0 +1,354 @@
+"""`repo-ray train`: the whole run, top to bottom, as the entrypoint of a Ray job.
+
+Stages: data -> tokenizer/tiny model (when no model path is given) -> SFT (merged into
+RUN/sft/model) -> reward model -> RL (repo, ppo or grpo) -> evaluation and report. A
+stage's output is reused only when the hash of its inputs matches (RunDir.stage_done).
+The placement of every actor of the run (who runs where, how many) reads in `run_rl`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repo_ray.config import RepoRayConfig
+from repo_ray.pipeline.ledger import Ledger
+from repo_ray.pipeline.loop import STATE_FILE, LoopState, RLLoop
+from repo_ray.pipeline.ray_setup import init_ray, run_scoped_name
+from repo_ray.pipeline.rundir import RunDir, in_ray_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BaseModel:
+    tokenizer: Path
+    policy: Path
+
+
+def _h(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def say(msg: str) -> None:
+    print(f"[repo-ray] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------- stages
+def stage_data(cfg: RepoRayConfig, rd: RunDir) -> tuple[Path, str]:
+    from repo_ray.domain.datagen import write_dataset
+
+    if cfg.data.dir is not None:
+        return Path(cfg.data.dir), _h("external", cfg.data.dir)
+    key = _h("data", cfg.data.model_dump(mode="json"))
+    out = rd.local("data")
+    if not rd.stage_done("data", key):
+        t0 = time.perf_counter()
+        write_dataset(cfg.data, out)
+        rd.sync_up(out, "data")
+        rd.mark_stage("data", key, seconds=time.perf_counter() - t0)
+        say(f"data: generated into {out} ({time.perf_counter() - t0:.1f}s)")
+    else:
+        say(f"data: reusing {out}")
+    return out, key
+
+
+def stage_base(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str) -> tuple[BaseModel, str]:
+    from repo_ray.domain.datagen import corpus_texts
+    from repo_ray.model import ensure_tiny_models
+
+    if cfg.model.path is not None:
+        return BaseModel(Path(cfg.model.tokenizer_path or cfg.model.path), Path(cfg.model.path)), _h(cfg.model.path)
+    model_cfg = cfg.model
+    cache = Path(model_cfg.cache_dir).expanduser()
+    if not cache.is_absolute():  # a Ray job's working dir is a temporary copy: cache in the run dir then
+        cache = rd.local(".model-cache") if in_ray_job() else cache.resolve()
+    model_cfg = model_cfg.model_copy(update={"cache_dir": str(cache)})
+    paths = ensure_tiny_models(model_cfg, lambda: corpus_texts(data_dir, cfg.model.tiny.tokenizer_corpus_limit),
+                               data_key, cfg.seed)
+    say(f"tiny models: {paths.policy_dir.parent}")
+    return BaseModel(paths.tokenizer_dir, paths.policy_dir), _h(str(paths.policy_dir))
+
+
+def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, base: BaseModel, base_key: str) -> tuple[Path, str]:
+    """SFT with LoRA on the original base, merged into RUN/sft/model (the base of all RL)."""
+    from repo_ray.domain.schemas import load_rows
+    from repo_ray.learner.group import LearnerGroup
+    from repo_ray.model import merge_adapter
+    from repo_ray.model.adapters import write_adapter_dir
+
+    key = _h("sft", base_key, str(data_dir), cfg.learner.sft.model_dump(mode="json"),
+             cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
+             cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed)
+    out = rd.local("sft", "model")
+    if rd.stage_done("sft", key) and (out / "config.json").is_file():
+        say(f"sft: reusing {out}")
+        return out, key
+    dialogues = load_rows("sft", data_dir).rows
+    t0 = time.perf_counter()
+    group = LearnerGroup(cfg, base.policy, base.tokenizer, mode="sft", name=f"sft-{key[:8]}")
+    try:
+        steps = group.sft(dialogues)
+        update = group.publish_adapter(0, [0, 1, 2])
+    finally:
+        group.shutdown()
+    adapter_dir = write_adapter_dir(update, rd.local("sft", "adapter"))
+    merge_adapter(base.policy, adapter_dir, out)
+    losses = [s.loss for s in steps]
+    rd.sync_up(rd.local("sft"), "sft")
+    rd.mark_stage("sft", key, seconds=time.perf_counter() - t0, first_loss=losses[0], last_loss=losses[-1],
+                  optimizer_steps=len(steps))
+    say(f"sft: {len(steps)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f} ({time.perf_counter() - t0:.0f}s) -> {out}")
+    return out, key
+
+
+def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, sft_model: Path, sft_key: str) -> Path:
+    from repo_ray.domain.schemas import load_rows
+    from reward_actors.rm.train import train_reward_model
+
+    key = _h("rm", sft_key, str(data_dir), cfg.reward.model.model_dump(mode="json"), cfg.seed)
+    out = rd.local("rm", "model")
+    if rd.stage_done("rm", key):
+        say(f"reward model: reusing {out}")
+        return out
+    pairs = load_rows("preference", data_dir).rows
+    t0 = time.perf_counter()
+    res = train_reward_model(cfg, pairs, sft_model, out)
+    acc = res.held_out.overall.accuracy if res.held_out is not None else float("nan")
+    rd.sync_up(rd.local("rm"), "rm")
+    rd.mark_stage("rm", key, seconds=time.perf_counter() - t0, held_out_accuracy=acc)
+    say(f"reward model: held-out pairwise accuracy {acc:.3f} ({time.perf_counter() - t0:.0f}s) -> {out}")
+    return out
+
+
+# ---------------------------------------------------------------------------- RL
+def probe_tokens(tokenizer_path: Path, scenario) -> list[int]:
+    from repo_ray.domain.scenario import render_system_prompt
+    from repo_ray.model import load_tokenizer
+    from repo_ray.model.chat import encode_prompt
+    from repo_ray.types import Message, Role
+
+    tok = load_tokenizer(tokenizer_path)
+    return encode_prompt(tok, [Message(Role.SYSTEM, render_system_prompt(scenario))])[:32]
+
+
+@dataclass
+class RLRun:
+    steps: list[dict[str, Any]]
+    final_adapter_dir: Path | None
+    ledger_counts: dict[str, int]
+
+
+def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_model: Path, rm_dir: Path,
+           resume: bool, progress: bool = True, on_step=None) -> RLRun:
+    """Start the run's actors, run the loop, checkpoint every pipeline.checkpoint_every steps."""
+    import ray
+
+    from repo_ray.domain.schemas import load_rows
+    from repo_ray.learner.group import LearnerGroup
+    from repo_ray.model.adapters import write_adapter_dir
+    from repo_ray.pipeline.adapter_push import push_adapter
+    from repo_ray.rollout.worker import make_rollout_worker
+    from reward_actors.pool import start_reward_pool
+    from reward_actors.rm.scorer import start_rm_scorer
+
+    scenarios = load_rows("rl", data_dir).rows
+    tokenizer = sft_model  # merge_adapter copies the tokenizer next to the merged model
+    probe = probe_tokens(tokenizer, scenarios[0])
+    servers: list[Any] = []
+    judge_pool = None
+    actors: list[Any] = []
+    learner = None
+    loop = None
+    try:
+        # --- reward side: RM scorer, judge pool (+ local judge server), rule checkers, pool
+        rm = start_rm_scorer(cfg, rm_dir, num_cpus=0.25, name=run_scoped_name("rm-scorer", run_id))
+        actors.append(rm)
+        if "judge" in cfg.reward.sources:
+            judge_cfg = cfg.judge
+            if judge_cfg.local_server.enabled:
+                from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
+
+                srv = JudgeServerProcess.start(JudgeServerOptions.from_config(judge_cfg.local_server, seed=cfg.seed,
+                                                                               model=judge_cfg.model))
+                servers.append(srv)
+                judge_cfg = judge_cfg.model_copy(update={"base_url": srv.base_url})
+                say(f"local judge server: {srv.base_url}")
+            from reward_actors.judge.serve import deploy_judge_pool
+
+            judge_pool = deploy_judge_pool(judge_cfg, cfg.reward.judge_weights, run_id,
+                                           max(1.0, cfg.reward.timeouts.judge_s - 1.0))
+        pool, checkers = start_reward_pool(cfg, rm, judge_pool.handle if judge_pool else None)
+        actors += [pool, *checkers]
+        # --- rollout fleet (+ the frozen-policy control) and the learner group
+        workers = {
+            f"rollout-{i}": make_rollout_worker(cfg, str(sft_model), str(tokenizer), f"rollout-{i}",
+                                                name=run_scoped_name(f"rollout-{i}", run_id))
+            for i in range(cfg.rollout.num_workers)
+        }
+        actors += list(workers.values())
+        control = None
+        if cfg.pipeline.frozen_control:
+            control = make_rollout_worker(cfg, str(sft_model), str(tokenizer), "control",
+                                          name=run_scoped_name("rollout-control", run_id))
+            actors.append(control)
+        learner = LearnerGroup(cfg, sft_model, tokenizer, name=run_scoped_name("learner", run_id))
+
+        state, ledger = LoopState(), Ledger()
+        if resume:
+            state, ledger = restore(rd, learner)
+            if state.step > 0:
+                update = learner.publish_adapter(state.step, probe)
+                push_adapter(update, workers, cfg.rollout.adapter_logprob_tolerance)
+            say(f"resumed at step {state.step} (episode cursor {state.cursor})")
+        else:
+            for part in ("ledger", "trajectories", "steps", "checkpoints"):
+                rd.delete("rl", part)
+
+        loop = RLLoop(cfg, rd, workers, control, pool, learner, scenarios, probe, state, ledger, progress=progress)
+        every = cfg.pipeline.checkpoint_every
+
+        def after_step(lp: RLLoop, record) -> None:
+            step = record.step
+            if step % every == 0 or step >= lp.steps_total():
+                lp.drain()
+                checkpoint(rd, lp, learner)
+            else:
+                flush(rd, lp, step)
+            if on_step is not None:
+                on_step(lp, record)
+
+        loop.run(on_step=after_step)
+        if loop.state.step % every and loop.state.step:  # loop ended by data exhaustion mid-interval
+            loop.drain()
+            checkpoint(rd, loop, learner)
+        final = None
+        if loop.state.step > 0:
+            update = learner.publish_adapter(loop.state.step, probe)
+            final = write_adapter_dir(update, rd.local("rl", "final_adapter"))
+            rd.sync_up(rd.local("rl", "final_adapter"), "rl", "final_adapter")
+        steps_table = rd.read_parquet_dir("rl", "steps")
+        steps = steps_table.to_pylist() if steps_table is not None else []
+        return RLRun(steps, final, ledger.counts())
+    finally:
+        if loop is not None:
+            loop.close()
+        if learner is not None:
+            learner.shutdown()
+        if judge_pool is not None:
+            judge_pool.shutdown()
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:  # already gone
+                pass
+        for srv in servers:
+            srv.stop()
+
+
+def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
+    """Append this step's ledger entries, trajectory log rows and step row (one part each)."""
+    import pyarrow as pa
+
+    name = f"part-{step:06d}.parquet"
+    rd.write_parquet(lp.ledger.take_unflushed(), "rl", "ledger", name)
+    log_table = lp.take_log()
+    if log_table is not None:
+        rd.write_parquet(log_table, "rl", "trajectories", name)
+    rows = lp.pending_step_rows
+    lp.pending_step_rows = []
+    if rows:
+        rd.write_parquet(pa.Table.from_pylist([_clean(r) for r in rows]), "rl", "steps", name)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float("nan") if v is None else v) for k, v in row.items()}
+
+
+def checkpoint(rd: RunDir, lp: RLLoop, learner) -> None:
+    step = lp.state.step
+    flush(rd, lp, step)
+    ck = rd.local("rl", "checkpoints", f"step-{step:06d}")
+    learner.save_checkpoint(ck)
+    state = {"step": step, "cursor": lp.state.cursor, "next_chunk": lp.state.next_chunk}
+    (ck / STATE_FILE).write_text(json.dumps(state))
+    rd.sync_up(ck, "rl", "checkpoints", f"step-{step:06d}")
+    rd.write_json({"latest": f"step-{step:06d}", **state}, "rl", "checkpoints", "latest.json")
+
+
+def restore(rd: RunDir, learner) -> tuple[LoopState, Ledger]:
+    """The state of the last checkpoint; log parts written after it are removed."""
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+
+    if not rd.exists("rl", "checkpoints", "latest.json"):
+        say("resume: no checkpoint yet; starting the RL stage from the beginning")
+        for part in ("ledger", "trajectories", "steps"):
+            rd.delete("rl", part)
+        return LoopState(), Ledger()
+    latest = rd.read_json("rl", "checkpoints", "latest.json")
+    ck = rd.local("rl", "checkpoints", latest["latest"])
+    learner.load_checkpoint(ck)
+    step = latest["step"]
+    for part in ("ledger", "trajectories", "steps"):
+        if not rd.exists("rl", part):
+            continue
+        for info in rd.fs.get_file_info(pafs.FileSelector(rd.path("rl", part))):
+            name = info.path.rsplit("/", 1)[-1]
+            if name.startswith("part-") and int(name[5:11]) > step:
+                rd.fs.delete_file(info.path)
+    table = rd.read_parquet_dir("rl", "ledger")
+    ledger = Ledger.from_table(table.filter(pc.less_equal(table["step"], step))) if table is not None else Ledger()
+    return LoopState(step=step, cursor=latest["cursor"], next_chunk=latest["next_chunk"]), ledger
+
+
+# ---------------------------------------------------------------------------- entrypoint
+def run_id_for(cfg: RepoRayConfig, rd: RunDir) -> str:
+    return f"{cfg.name}-{hashlib.sha256(rd.uri.encode()).hexdigest()[:8]}"
+
+
+def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool = True,
+          evaluate: bool = True) -> dict[str, Any]:
+    """Run every stage; returns a summary (also written to RUN/summary.json)."""
+    started = time.perf_counter()
+    rd = RunDir(run_dir)
+    init_ray(cfg.pipeline.ray_address)
+    rd.write_manifest(cfg.model_dump(mode="json"))
+    run_id = run_id_for(cfg, rd)
+    say(f"run {run_id} -> {rd.uri}")
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kw):
+        t0 = time.perf_counter()
+        out = fn(*args, **kw)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        return out
+
+    data_dir, data_key = timed("data", stage_data, cfg, rd)
+    base, base_key = timed("model", stage_base, cfg, rd, data_dir, data_key)
+    sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, base, base_key)
+    rm_dir = timed("rm", stage_rm, cfg, rd, data_dir, sft_model, sft_key)
+    rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress)
+    summary: dict[str, Any] = {"run_id": run_id, "run_dir": rd.uri, "ledger": rl.ledger_counts,
+                               "rl_steps": len(rl.steps), "timings_s": timings}
+    if rl.steps:
+        first, last = rl.steps[0], rl.steps[-1]
+        summary["r_total_first_last"] = [first.get("r_total_mean"), last.get("r_total_mean")]
+    if evaluate:
+        from repo_ray.pipeline.evaluation import evaluate_run
+
+        summary["report"] = str(timed("eval", evaluate_run, cfg, rd, data_dir, base, sft_model, rl))
+    summary["timings_s"] = timings
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    rd.write_json(summary, "summary.json")
+    return summary
+
+
+def nan_to_none(x: Any) -> Any:
+    return None if isinstance(x, float) and math.isnan(x) else x

@@ -1,0 +1,206 @@
+"""The RewardPool: per trajectory, RF, RJ and RM asked concurrently, one `RewardResult` back.
+
+`RewardPool` is an async Ray actor; `pool.score.remote(trajectory, scenario)` returns an
+ObjectRef that resolves when that sample's sources have all answered (or timed out), so
+the driver consumes rewards as they finish with `ray.wait`. RM calls are micro-batched
+(the scorer is a batched model); rule checks go round-robin to `RuleChecker` actors; the
+judge goes through the Serve deployment handle. A source that times out or fails yields a
+`SourceResult` with that status, never a 0; `combine_sources` applies the failure policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ray
+
+from repo_ray.config import RewardConfig
+from repo_ray.domain.scenario import Scenario
+from repo_ray.pipeline.metrics import metric
+from repo_ray.types import SOURCE_JUDGE, SOURCE_RM, SOURCE_RULES, RewardResult, SourceResult, SourceStatus, Trajectory
+from reward_actors.combine import combine_sources
+
+log = logging.getLogger(__name__)
+
+# Actor failures worth one more try: the actor is being restarted (max_restarts) or was.
+_RETRYABLE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+ACTOR_RETRIES = 2
+
+
+def rule_source_result(trajectory: Trajectory, scenario: Scenario, cfg: RewardConfig) -> SourceResult:
+    """E_func of one trajectory as a SourceResult (pure; what a RuleChecker runs)."""
+    from reward_actors.rules import RuleContext, e_func
+
+    t0 = time.perf_counter()
+    ctx = RuleContext.from_scenario(scenario, trajectory.messages, overlength_chars=cfg.overlength_chars)
+    res = e_func(trajectory.response_text, ctx, cfg.rule_weights)
+    return SourceResult(res.e_func, SourceStatus.OK, time.perf_counter() - t0, ",".join(res.violations))
+
+
+@ray.remote
+class RuleChecker:
+    """CPU regex rules for batches of trajectories (thin shell over `rule_source_result`)."""
+
+    def __init__(self, reward_cfg: dict[str, Any]) -> None:
+        self.cfg = RewardConfig.model_validate(reward_cfg)
+
+    def check(self, trajectory: Trajectory, scenario: Scenario) -> SourceResult:
+        return rule_source_result(trajectory, scenario, self.cfg)
+
+    def ping(self) -> bool:
+        return True
+
+
+class _RMBatcher:
+    """Collects concurrent RM requests for up to `window_s` (or `max_batch` items) and scores
+    them with one call to the RMScorer actor."""
+
+    def __init__(self, scorer: Any, max_batch: int, window_s: float) -> None:
+        self.scorer, self.max_batch, self.window_s = scorer, max_batch, window_s
+        self._pending: list[tuple[Trajectory, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    async def score(self, trajectory: Trajectory) -> float:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((trajectory, fut))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_later())
+        return await fut
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.window_s)
+        self._flusher = None
+        self._flush()
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            asyncio.ensure_future(self._run(batch))
+
+    async def _run(self, batch: list[tuple[Trajectory, asyncio.Future]]) -> None:
+        try:
+            scores = await self.scorer.score.remote([t for t, _ in batch])
+        except Exception as err:  # delivered to every waiting sample, which maps it to a status
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for (_, fut), s in zip(batch, scores):
+            if not fut.done():
+                fut.set_result(float(s))
+
+
+@ray.remote
+class RewardPool:
+    """Fans each trajectory out to the enabled sources and combines their answers."""
+
+    def __init__(
+        self,
+        reward_cfg: dict[str, Any],
+        rm_scorer: Any,
+        rule_checkers: list[Any],
+        judge_handle: Any | None,
+        rm_batch: int = 32,
+        rm_window_s: float = 0.02,
+    ) -> None:
+        self.cfg = RewardConfig.model_validate(reward_cfg)
+        self.rm = _RMBatcher(rm_scorer, rm_batch, rm_window_s)
+        self.checkers = itertools.cycle(rule_checkers) if rule_checkers else None
+        self.judge = judge_handle
+        if SOURCE_JUDGE in self.cfg.sources and judge_handle is None:
+            raise ValueError("reward.sources enables the judge but no judge pool was given")
+        if SOURCE_RULES in self.cfg.sources and not rule_checkers:
+            raise ValueError("reward.sources enables the rules but no RuleChecker was given")
+        self.in_flight = 0
+        self.recent: dict[str, deque[float]] = {}
+
+    async def _ask(self, source: str, call: Callable[[], Awaitable[Any]], timeout_s: float) -> SourceResult:
+        """One source's answer as a SourceResult: timeouts and errors become statuses."""
+        t0 = time.perf_counter()
+        for attempt in range(ACTOR_RETRIES + 1):
+            try:
+                value = await asyncio.wait_for(call(), timeout_s)
+                break
+            except TimeoutError:
+                return SourceResult(None, SourceStatus.TIMEOUT, time.perf_counter() - t0, f"no answer in {timeout_s:g}s")
+            except _RETRYABLE as err:
+                if attempt == ACTOR_RETRIES:
+                    return SourceResult(None, SourceStatus.ERROR, time.perf_counter() - t0,
+                                        f"actor failed: {type(err).__name__}")
+                await asyncio.sleep(0.5 * (attempt + 1))
+            except Exception as err:  # a source's own failure is a status, not a crash of the pool
+                return SourceResult(None, SourceStatus.ERROR, time.perf_counter() - t0,
+                                    f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
+        if isinstance(value, SourceResult):
+            return value
+        return SourceResult(float(value), SourceStatus.OK, time.perf_counter() - t0)
+
+    async def score(self, trajectory: Trajectory, scenario: Scenario) -> RewardResult:
+        from reward_actors.judge.prompt import JudgeContext
+
+        self.in_flight += 1
+        metric("repo_ray_queue_depth").set(self.in_flight, tags={"queue": "reward"})
+        try:
+            t = self.cfg.timeouts
+            calls: dict[str, Awaitable[SourceResult]] = {
+                SOURCE_RM: self._ask(SOURCE_RM, lambda: self.rm.score(trajectory), t.rm_s)
+            }
+            if SOURCE_RULES in self.cfg.sources:
+                checker = next(self.checkers)
+                calls[SOURCE_RULES] = self._ask(
+                    SOURCE_RULES, lambda: checker.check.remote(trajectory, scenario), t.rules_s
+                )
+            if SOURCE_JUDGE in self.cfg.sources:
+                ctx = JudgeContext.from_trajectory(trajectory, scenario)
+                calls[SOURCE_JUDGE] = self._ask(SOURCE_JUDGE, lambda: self.judge.score.remote(ctx), t.judge_s)
+            answers = await asyncio.gather(*calls.values())
+            result = combine_sources(trajectory.sample_id, dict(zip(calls, answers)), self.cfg)
+            self._record(result)
+            return result
+        finally:
+            self.in_flight -= 1
+            metric("repo_ray_queue_depth").set(self.in_flight, tags={"queue": "reward"})
+
+    def _record(self, result: RewardResult) -> None:
+        for name, src in result.sources.items():
+            metric("repo_ray_source_latency_seconds").observe(src.latency_s, tags={"source": name})
+            if src.ok:
+                self._recent(name, src.score)
+            else:
+                metric("repo_ray_source_failures_total").inc(1, tags={"source": name, "status": src.status.value})
+        if result.masked:
+            metric("repo_ray_masked_total").inc(1, tags={"reason": result.reason.split(":")[0][:40]})
+        else:
+            self._recent("total", result.r_total)
+        metric("repo_ray_samples_total").inc(1, tags={"stage": "reward"})
+
+    def _recent(self, source: str, value: float) -> None:
+        window = self.recent.setdefault(source, deque(maxlen=100))
+        window.append(value)
+        metric("repo_ray_reward_recent").set(sum(window) / len(window), tags={"source": source})
+
+    def ping(self) -> bool:
+        return True
+
+
+def start_reward_pool(cfg, rm_scorer: Any, judge_handle: Any | None, num_cpus: float = 0.1,
+                      checker_cpus: float = 0.1, max_restarts: int = 3):
+    """RuleChecker actors (reward.num_rule_checkers) and the RewardPool actor of a run."""
+    reward_cfg = cfg.reward.model_dump(mode="json")
+    checkers = [
+        RuleChecker.options(num_cpus=checker_cpus, max_restarts=max_restarts, max_task_retries=-1).remote(reward_cfg)
+        for _ in range(cfg.reward.num_rule_checkers)
+    ] if SOURCE_RULES in cfg.reward.sources else []
+    pool = RewardPool.options(num_cpus=num_cpus, max_restarts=max_restarts, max_concurrency=1000).remote(
+        reward_cfg, rm_scorer, checkers, judge_handle if SOURCE_JUDGE in cfg.reward.sources else None,
+        rm_batch=cfg.reward.model.batch_size,
+    )
+    return pool, checkers
