@@ -31,7 +31,7 @@ from repo_ray.pipeline.ledger import Ledger
 from repo_ray.pipeline.metrics import metric
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.rollout.backend import SamplingSettings
-from repo_ray.types import RewardResult, SampleFate, Trajectory
+from repo_ray.types import AdapterVerificationError, RewardResult, SampleFate, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class LoopState:
     step: int = 0  # RL steps done = learner adapter version
     cursor: int = 0  # next episode index (over rl_epochs x scenarios)
     next_chunk: int = 0
+    turns_per_episode: float = 3.0  # running estimate that sizes dispatch (checkpointed for exact resume)
 
 
 @dataclass
@@ -104,10 +105,10 @@ class RLLoop:
         self.buffer: list[_Sample] = []
         self.control_done: list[_Sample] = []
         self.masked_since_step: list[_Sample] = []
-        self.turns_per_episode = 3.0
         self.train_future: cf.Future | None = None
+        self.last_update = None  # the last AdapterUpdate pushed (re-pushed to restarted workers)
+        self.checkpointed_step = state.step
         self.executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
-        self.worker_version = {w: state.step for w in workers}
         self.samples_seen = 0
         self.started = time.perf_counter()
         self.log_rows: list[dict[str, Any]] = []
@@ -116,7 +117,7 @@ class RLLoop:
     # ------------------------------------------------------------------ budget
     def steps_total(self) -> int:
         per_step = self.batch_size
-        by_data = max(1, math.floor(self.total_episodes * self.turns_per_episode * self.group_size / per_step))
+        by_data = max(1, math.floor(self.total_episodes * self.state.turns_per_episode * self.group_size / per_step))
         return min(self.max_steps, by_data) if self.max_steps else by_data
 
     def _episodes_left(self) -> bool:
@@ -124,7 +125,7 @@ class RLLoop:
 
     def _expected_in_flight(self) -> float:
         eps = sum(len(c.episode_ids) for _, c in self.rollouts.values() if not c.control)
-        return eps * self.turns_per_episode * self.group_size + len([1 for _, c in self.rewards.values() if not c])
+        return eps * self.state.turns_per_episode * self.group_size + len([1 for _, c in self.rewards.values() if not c])
 
     # ------------------------------------------------------------------ dispatch
     def _new_chunk(self) -> Chunk | None:
@@ -191,9 +192,9 @@ class RLLoop:
                 self._repush_if_restarted(worker_id)
             self.retry.append((worker_id, chunk))
             return
-        episodes = max(1, len(result.episodes))
-        turns = len(result.trajectories) / episodes / self.group_size
-        self.turns_per_episode = 0.8 * self.turns_per_episode + 0.2 * max(turns, 0.5)
+        if not chunk.control:  # control results arrive in any order: they must not steer dispatch
+            turns = len(result.trajectories) / max(1, len(result.episodes)) / self.group_size
+            self.state.turns_per_episode = 0.8 * self.state.turns_per_episode + 0.2 * max(turns, 0.5)
         scen = {s.scenario_id: s for s in chunk.scenarios}
         for t in result.trajectories:
             rref = self.pool.score.remote(t, scen[t.scenario_id])
@@ -201,19 +202,42 @@ class RLLoop:
         if not chunk.control:
             metric("repo_ray_samples_total").inc(len(result.trajectories), tags={"stage": "rollout"})
 
-    def _repush_if_restarted(self, worker_id: str) -> None:
-        """A restarted worker comes back with the base adapter: give it the current one."""
+    def _wait_ready(self, worker_ids, timeout_s: float = 180.0) -> None:
+        """Block until each worker answers ping (a killed one is being restarted by Ray)."""
         import ray
 
-        try:
-            status = ray.get(self.workers[worker_id].ping.remote(), timeout=120)
-        except Exception as err:  # still restarting: the retry submit will fail again and come back here
-            log.warning("worker %s not reachable yet: %s", worker_id, type(err).__name__)
-            return
-        if status.adapter_version != self.state.step and self.state.step > 0:
-            update = self.learner.publish_adapter(self.state.step, self.probe)
-            push_adapter(update, {worker_id: self.workers[worker_id]}, self.cfg.rollout.adapter_logprob_tolerance)
-        self.worker_version[worker_id] = self.state.step
+        deadline = time.monotonic() + timeout_s
+        for wid in worker_ids:
+            while True:
+                try:
+                    ray.get(self.workers[wid].ping.remote(), timeout=10)
+                    break
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
+                        ray.exceptions.GetTimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+
+    def _repush_if_restarted(self, worker_id: str) -> None:
+        """A restarted worker comes back with the base adapter: give it the last published one
+        (kept by the learner thread, so the learner itself is not called from two threads)."""
+        import ray
+
+        self._wait_ready([worker_id])
+        update = self.last_update
+        if update is not None and ray.get(self.workers[worker_id].version.remote()) != update.version:
+            self._push(update, {worker_id: self.workers[worker_id]})
+
+    def _push(self, update, workers: dict[str, Any]):
+        """Verified push; a worker that died meanwhile is waited for and pushed to again."""
+        for attempt in range(3):
+            try:
+                return push_adapter(update, workers, self.cfg.rollout.adapter_logprob_tolerance)
+            except AdapterVerificationError as err:
+                if attempt == 2 or not any(w in str(err) and "died" in str(err) for w in workers):
+                    raise
+                log.warning("adapter v%d push: %s; waiting for restarted workers", update.version, err)
+                self._wait_ready(list(workers))
 
     def _on_reward(self, ref: Any) -> None:
         import ray
@@ -255,7 +279,8 @@ class RLLoop:
         t0 = time.perf_counter()
         metrics = self.learner.train_step([(s.trajectory, s.reward) for s in batch])
         update = self.learner.publish_adapter(version + 1, self.probe)
-        push = push_adapter(update, self.workers, self.cfg.rollout.adapter_logprob_tolerance)
+        self.last_update = update
+        push = self._push(update, self.workers)
         return metrics, push, time.perf_counter() - t0
 
     def _finish(self, s: _Sample, fate: SampleFate, reason: str = "", role: str = "policy") -> None:
@@ -325,8 +350,6 @@ class RLLoop:
             self._finish(s, SampleFate.TRAINED, role="control")
         self.masked_since_step = []
         self.state.step += 1
-        for w in self.workers:
-            self.worker_version[w] = self.state.step
         self._drop_stale()
         now = time.perf_counter()
         self.samples_seen += len(batch) + len(masked)

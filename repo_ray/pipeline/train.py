@@ -76,14 +76,15 @@ def stage_base(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str) ->
     return BaseModel(paths.tokenizer_dir, paths.policy_dir), _h(str(paths.policy_dir))
 
 
-def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, base: BaseModel, base_key: str) -> tuple[Path, str]:
+def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, base: BaseModel,
+              base_key: str) -> tuple[Path, str]:
     """SFT with LoRA on the original base, merged into RUN/sft/model (the base of all RL)."""
     from repo_ray.domain.schemas import load_rows
     from repo_ray.learner.group import LearnerGroup
     from repo_ray.model import merge_adapter
     from repo_ray.model.adapters import write_adapter_dir
 
-    key = _h("sft", base_key, str(data_dir), cfg.learner.sft.model_dump(mode="json"),
+    key = _h("sft", base_key, data_key, cfg.learner.sft.model_dump(mode="json"),
              cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
              cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed)
     out = rd.local("sft", "model")
@@ -108,11 +109,11 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, base: BaseModel, b
     return out, key
 
 
-def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, sft_model: Path, sft_key: str) -> Path:
+def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_model: Path, sft_key: str) -> Path:
     from repo_ray.domain.schemas import load_rows
     from reward_actors.rm.train import train_reward_model
 
-    key = _h("rm", sft_key, str(data_dir), cfg.reward.model.model_dump(mode="json"), cfg.seed)
+    key = _h("rm", sft_key, data_key, cfg.reward.model.model_dump(mode="json"), cfg.seed)
     out = rd.local("rm", "model")
     if rd.stage_done("rm", key):
         say(f"reward model: reusing {out}")
@@ -200,7 +201,7 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
             actors.append(control)
         learner = LearnerGroup(cfg, sft_model, tokenizer, name=run_scoped_name("learner", run_id))
 
-        state, ledger = LoopState(), Ledger()
+        state, ledger, update = LoopState(), Ledger(), None
         if resume:
             state, ledger = restore(rd, learner)
             if state.step > 0:
@@ -212,6 +213,7 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
                 rd.delete("rl", part)
 
         loop = RLLoop(cfg, rd, workers, control, pool, learner, scenarios, probe, state, ledger, progress=progress)
+        loop.last_update = update
         every = cfg.pipeline.checkpoint_every
 
         def after_step(lp: RLLoop, record) -> None:
@@ -225,7 +227,7 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
                 on_step(lp, record)
 
         loop.run(on_step=after_step)
-        if loop.state.step % every and loop.state.step:  # loop ended by data exhaustion mid-interval
+        if loop.state.step != loop.checkpointed_step:  # the loop ended (data exhausted) mid-interval
             loop.drain()
             checkpoint(rd, loop, learner)
         final = None
@@ -276,10 +278,12 @@ def checkpoint(rd: RunDir, lp: RLLoop, learner) -> None:
     flush(rd, lp, step)
     ck = rd.local("rl", "checkpoints", f"step-{step:06d}")
     learner.save_checkpoint(ck)
-    state = {"step": step, "cursor": lp.state.cursor, "next_chunk": lp.state.next_chunk}
+    state = {"step": step, "cursor": lp.state.cursor, "next_chunk": lp.state.next_chunk,
+             "turns_per_episode": lp.state.turns_per_episode}
     (ck / STATE_FILE).write_text(json.dumps(state))
     rd.sync_up(ck, "rl", "checkpoints", f"step-{step:06d}")
     rd.write_json({"latest": f"step-{step:06d}", **state}, "rl", "checkpoints", "latest.json")
+    lp.checkpointed_step = step
 
 
 def restore(rd: RunDir, learner) -> tuple[LoopState, Ledger]:
@@ -305,7 +309,8 @@ def restore(rd: RunDir, learner) -> tuple[LoopState, Ledger]:
                 rd.fs.delete_file(info.path)
     table = rd.read_parquet_dir("rl", "ledger")
     ledger = Ledger.from_table(table.filter(pc.less_equal(table["step"], step))) if table is not None else Ledger()
-    return LoopState(step=step, cursor=latest["cursor"], next_chunk=latest["next_chunk"]), ledger
+    return LoopState(step=step, cursor=latest["cursor"], next_chunk=latest["next_chunk"],
+                     turns_per_episode=latest["turns_per_episode"]), ledger
 
 
 # ---------------------------------------------------------------------------- entrypoint
@@ -314,7 +319,7 @@ def run_id_for(cfg: RepoRayConfig, rd: RunDir) -> str:
 
 
 def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool = True,
-          evaluate: bool = True) -> dict[str, Any]:
+          evaluate: bool = True, on_step=None) -> dict[str, Any]:
     """Run every stage; returns a summary (also written to RUN/summary.json)."""
     started = time.perf_counter()
     rd = RunDir(run_dir)
@@ -332,10 +337,11 @@ def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool
 
     data_dir, data_key = timed("data", stage_data, cfg, rd)
     base, base_key = timed("model", stage_base, cfg, rd, data_dir, data_key)
-    sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, base, base_key)
-    rm_dir = timed("rm", stage_rm, cfg, rd, data_dir, sft_model, sft_key)
-    rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress)
+    sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, data_key, base, base_key)
+    rm_dir = timed("rm", stage_rm, cfg, rd, data_dir, data_key, sft_model, sft_key)
+    rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress, on_step)
     summary: dict[str, Any] = {"run_id": run_id, "run_dir": rd.uri, "ledger": rl.ledger_counts,
+                               "sft_model": str(sft_model), "rm_dir": str(rm_dir), "data_dir": str(data_dir),
                                "rl_steps": len(rl.steps), "timings_s": timings}
     if rl.steps:
         first, last = rl.steps[0], rl.steps[-1]

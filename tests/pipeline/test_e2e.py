@@ -1,0 +1,119 @@
+"""The asynchronous REPO pipeline end to end on the local Ray cluster (one shared run)."""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+import urllib.request
+
+import pyarrow.parquet as pq
+import pytest
+
+from repo_ray.pipeline.rundir import RunDir
+
+from .conftest import run_rl_only
+
+# one shared tiny run (SFT, RM, 4 RL steps, a killed worker) is built by the first test
+pytestmark = pytest.mark.timeout(900)
+
+
+def table(run_dir, *parts):
+    t = RunDir(str(run_dir)).read_parquet_dir(*parts)
+    assert t is not None, f"no parquet under {parts}"
+    return t
+
+
+def test_every_sample_is_in_the_ledger_exactly_once_with_its_fate(pipeline_run):
+    ledger = table(pipeline_run.run_dir, "rl", "ledger").to_pylist()
+    ids = [r["sample_id"] for r in ledger]
+    assert len(ids) == len(set(ids))
+    fates = collections.Counter(r["fate"] for r in ledger)
+    assert set(fates) <= {"trained", "masked", "discarded"}
+    assert fates["trained"] == pipeline_run.summary["rl_steps"] * pipeline_run.cfg.learner.batch_size
+    log = table(pipeline_run.run_dir, "rl", "trajectories").to_pylist()
+    policy_ids = [r["sample_id"] for r in log if r["role"] == "policy"]
+    assert sorted(policy_ids) == sorted(ids)  # the log and the ledger hold the same samples, once each
+
+
+def test_adapter_versions_advanced_on_every_worker(pipeline_run):
+    versions = pipeline_run.worker_versions
+    assert len(versions) == pipeline_run.summary["rl_steps"] == 4
+    for step, per_worker in enumerate(versions, start=1):
+        assert set(per_worker) == {"rollout-0", "rollout-1"}
+        assert all(v == step for v in per_worker.values()), per_worker
+
+
+def test_async_lag_equals_staleness_and_sync_lag_is_zero(pipeline_run, sync_run):
+    async_steps = table(pipeline_run.run_dir, "rl", "steps").to_pylist()
+    assert max(r["max_staleness"] for r in async_steps) == pipeline_run.cfg.pipeline.max_staleness == 1
+    sync_steps = table(sync_run.run_dir, "rl", "steps").to_pylist()
+    assert len(sync_steps) == 3 and max(r["max_staleness"] for r in sync_steps) == 0
+    log = table(pipeline_run.run_dir, "rl", "trajectories").to_pylist()
+    lags = [r["step"] - r["adapter_version"] for r in log if r["fate"] == "trained"]
+    assert max(lags) == 1 and min(lags) == 0
+
+
+def test_parquet_log_holds_every_reward_field(pipeline_run):
+    t = table(pipeline_run.run_dir, "rl", "trajectories")
+    for col in ("r_model", "e_judge", "e_func", "e_enh", "r_total", "masked", "reason", "rm_status", "judge_status",
+                "rules_status", "response_text", "adapter_version", "fate"):
+        assert col in t.column_names
+    trained = [r for r in t.to_pylist() if r["fate"] == "trained"]
+    assert trained and all(r["rm_status"] == r["judge_status"] == r["rules_status"] == "ok" for r in trained)
+    assert all(r["r_total"] is not None and r["e_enh"] is not None for r in trained)
+    controls = [r for r in t.to_pylist() if r["role"] == "control"]
+    assert controls and all(r["adapter_version"] == 0 for r in controls)  # the frozen policy never updates
+
+
+def test_killed_rollout_worker_is_replaced_and_no_episode_is_lost(pipeline_run):
+    assert pipeline_run.killed == ["rollout-0"]
+    ledger = table(pipeline_run.run_dir, "rl", "ledger").to_pylist()
+    episodes = {re.match(r"e(\d+)-", r["sample_id"]).group(1) for r in ledger}
+    state = RunDir(str(pipeline_run.run_dir)).read_json("rl", "checkpoints", "latest.json")
+    # every episode dispatched before the last checkpoint has its turns in the ledger
+    assert episodes == {f"{i:07d}" for i in range(state["cursor"])}
+    assert pipeline_run.worker_versions[-1]["rollout-0"] == pipeline_run.summary["rl_steps"]
+
+
+def test_metrics_endpoint_serves_repo_ray_series(pipeline_run, ray_local):
+    from ray._private.worker import global_worker
+
+    port = global_worker.node.metrics_export_port
+    deadline = time.time() + 30
+    body = ""
+    while time.time() < deadline:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if "ray_repo_ray_samples_total" in body and "ray_repo_ray_judge_requests_total" in body:
+            break
+        time.sleep(2)
+    for series in ("ray_repo_ray_samples_total", "ray_repo_ray_adapter_version", "ray_repo_ray_judge_requests_total",
+                   "ray_repo_ray_learner_step_seconds"):
+        assert series in body, series
+
+
+def test_resume_after_a_kill_repeats_the_next_step_exactly(sync_run, pipeline_run, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill_after_checkpoint(lp, record):
+        if record.step == 2:  # the checkpoint of step 2 is written; step 3 dies in flight
+            raise Killed
+
+    run_dir = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=3, on_step=kill_after_checkpoint)
+    resumed = run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=3, resume=True)
+    assert resumed.summary["rl_steps"] == 3
+
+    def step3(run):
+        rows = table(run.run_dir, "rl", "trajectories").to_pylist()
+        return sorted((r["sample_id"], r["r_total"]) for r in rows if r["step"] == 3 and r["fate"] == "trained")
+
+    expected, got = step3(sync_run), step3(resumed)
+    assert len(expected) == sync_run.cfg.learner.batch_size
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [r for _, r in got] == pytest.approx([r for _, r in expected], abs=1e-4)
+    ledger = table(run_dir, "rl", "ledger").to_pylist()
+    assert len(ledger) == len({r["sample_id"] for r in ledger})
+    assert sum(r["fate"] == "trained" for r in ledger) == 3 * sync_run.cfg.learner.batch_size
