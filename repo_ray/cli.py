@@ -220,6 +220,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate policies on the held-out scenarios and bad cases; write eval.json and eval.md."""
+    from repo_ray.eval.harness import run_eval
+
+    cfg = _load(args)
+    data_dir = args.data or cfg.data.dir
+    if not data_dir:
+        raise ConfigError(f"{args.config}: give --data DIR or set data.dir")
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"{data_dir}: data directory not found (run `repo-ray data` first)")
+    t0 = time.perf_counter()
+    json_path, md_path = run_eval(cfg, args.policies, data_dir, args.out, seed=args.seed)
+    print(f"evaluated {len(args.policies)} policies in {time.perf_counter() - t0:.1f}s: {json_path}, {md_path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -246,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation and report")
 
+    p = add("eval", cmd_eval, "evaluate policies on the held-out dialogues and bad cases (eval.json + eval.md)")
+    _add_config_args(p)
+    p.add_argument("--policies", nargs="+", required=True, metavar="NAME=MODEL_DIR[:ADAPTER_DIR]",
+                   help="policies to evaluate: a model directory (or hub id), optionally with a LoRA adapter directory")
+    p.add_argument("--data", help="data directory with eval_dialogues.parquet and bad_cases.parquet (default data.dir)")
+    p.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
+    p.add_argument("--seed", type=int, help="evaluation seed (default: the config's seed)")
+
     p = add("validate-data", cmd_validate_data, "validate a data directory and report bad rows as file:row: reason")
     p.add_argument("--dir", required=True, help="data directory")
     p.add_argument("kinds", nargs="*", help="which files (sft, preference, rl, eval, bad_cases); default all")
@@ -256,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--data", required=True, help="data directory whose texts train the tokenizer")
 
-    p = add("train-rm", cmd_train_rm, "train the reward model (Bradley-Terry) on the preference pairs and report accuracy")
+    p = add("train-rm", cmd_train_rm,
+            "train the reward model (Bradley-Terry) on the preference pairs and report its accuracy")
     _add_config_args(p)
     p.add_argument("--data", required=True, help="data directory with preference_pairs.parquet")
     p.add_argument("--out", required=True, help="output directory of the trained reward model")

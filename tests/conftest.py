@@ -62,6 +62,6 @@ def ray_local():
 
     from repo_ray.pipeline.ray_setup import init_ray
 
-    init_ray(num_cpus=4, include_dashboard=False)
+    init_ray(num_cpus=4, include_dashboard=True)  # the dashboard serves `ray job submit`
     yield ray
     ray.shutdown()

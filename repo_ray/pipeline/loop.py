@@ -108,6 +108,10 @@ class RLLoop:
         self.train_future: cf.Future | None = None
         self.last_update = None  # the last AdapterUpdate pushed (re-pushed to restarted workers)
         self.checkpointed_step = state.step
+        # wall time by what was in flight (rollout > reward > train, first match): in sync mode
+        # these are the stage times; in async mode they overlap and "overlap" counts the rest
+        self.phase_s = {"rollout": 0.0, "reward": 0.0, "train": 0.0, "overlap": 0.0, "other": 0.0}
+        self._last_tick = time.perf_counter()
         self.executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
         self.samples_seen = 0
         self.started = time.perf_counter()
@@ -328,12 +332,22 @@ class RLLoop:
                         (self._on_rollout if ref in self.rollouts else self._on_reward)(ref)
                 else:
                     time.sleep(0.01)
+                self._tick()
                 metric("repo_ray_queue_depth").set(len(self.buffer), tags={"queue": "train"})
                 metric("repo_ray_queue_depth").set(len(self.rollouts), tags={"queue": "rollout"})
         finally:
             if bar is not None:
                 bar.close()
         return records
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        dt, self._last_tick = now - self._last_tick, now
+        active = [name for name, busy in (("rollout", any(not c.control for _, c in self.rollouts.values())),
+                                          ("reward", bool(self.rewards)), ("train", self.train_future is not None))
+                  if busy]
+        key = active[0] if len(active) == 1 else ("overlap" if active else "other")
+        self.phase_s[key] += dt
 
     def _complete_step(self, batch: list[_Sample], metrics: Any, push: Any, elapsed: float) -> StepRecord:
         from repo_ray.eval.stepstats import batch_stats
@@ -399,6 +413,27 @@ class RLLoop:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+
+
+_INT_COLUMNS = ("step", "adapter_version", "samples", "masked", "max_staleness", "control_samples", "control_masked")
+_FLOAT_COLUMNS = (
+    "step_time_s", "samples_per_s", "r_total_mean", "r_model_mean", "e_judge_mean", "e_func_mean", "response_len_mean",
+    "distinct_1", "distinct_2", "control_r_total_mean", "control_r_model_mean", "control_e_judge_mean",
+    "control_e_func_mean", "control_response_len_mean", "control_distinct_1", "control_distinct_2", "policy_loss",
+    "value_loss", "clip_fraction", "approx_kl", "kl_to_sft", "entropy", "grad_norm",
+)
+# steps.parquet: one row per RL step (the report's input); absent values are NaN / 0
+STEPS_SCHEMA = pa.schema([(c, pa.int64()) for c in _INT_COLUMNS] + [(c, pa.float64()) for c in _FLOAT_COLUMNS])
+
+
+def steps_table(rows: list[dict[str, Any]]) -> pa.Table:
+    def value(row: dict[str, Any], col: str) -> Any:
+        v = row.get(col)
+        if col in _INT_COLUMNS:
+            return int(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else 0
+        return float("nan") if v is None else float(v)
+
+    return pa.Table.from_pylist([{c: value(r, c) for c in STEPS_SCHEMA.names} for r in rows], schema=STEPS_SCHEMA)
 
 
 CONTROL_KEYS = ("r_total_mean", "r_model_mean", "e_judge_mean", "e_func_mean", "masked", "samples",

@@ -19,7 +19,7 @@ from typing import Any
 
 from repo_ray.config import RepoRayConfig
 from repo_ray.pipeline.ledger import Ledger
-from repo_ray.pipeline.loop import STATE_FILE, LoopState, RLLoop
+from repo_ray.pipeline.loop import STATE_FILE, LoopState, RLLoop, steps_table
 from repo_ray.pipeline.ray_setup import init_ray, run_scoped_name
 from repo_ray.pipeline.rundir import RunDir, in_ray_job
 
@@ -256,8 +256,6 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
 
 def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
     """Append this step's ledger entries, trajectory log rows and step row (one part each)."""
-    import pyarrow as pa
-
     name = f"part-{step:06d}.parquet"
     rd.write_parquet(lp.ledger.take_unflushed(), "rl", "ledger", name)
     log_table = lp.take_log()
@@ -266,11 +264,7 @@ def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
     rows = lp.pending_step_rows
     lp.pending_step_rows = []
     if rows:
-        rd.write_parquet(pa.Table.from_pylist([_clean(r) for r in rows]), "rl", "steps", name)
-
-
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float("nan") if v is None else v) for k, v in row.items()}
+        rd.write_parquet(steps_table(rows), "rl", "steps", name)
 
 
 def checkpoint(rd: RunDir, lp: RLLoop, learner) -> None:
