@@ -10,6 +10,7 @@ PY := $(VENV)/bin/python
 RUN_DIR ?= runs/demo
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
@@ -45,12 +46,15 @@ install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed-base
 	@start=$$(date +%s); \
-	$(VENV)/bin/repo-ray data --config $(CONFIG) --out $(RUN_DIR)/data; \
-	$(VENV)/bin/repo-ray build-model --config $(CONFIG) --data $(RUN_DIR)/data; \
+	$(VENV)/bin/repo-ray train --config $(CONFIG) --run-dir $(RUN_DIR) --no-progress $(DEMO_ARGS); \
 	$(VENV)/bin/repo-ray simulate --rooms 2 > $(RUN_DIR)/simulator_transcripts.txt; \
-	$(VENV)/bin/repo-ray simulate --rooms 2 --language zh >> $(RUN_DIR)/simulator_transcripts.txt; \
-	echo "wrote expert-vs-simulator transcripts (six personas, en + zh) to $(RUN_DIR)/simulator_transcripts.txt"; \
-	echo "demo finished in $$(( $$(date +%s) - start )) s; outputs under $(RUN_DIR)"
+	echo; echo "demo finished in $$(( $$(date +%s) - start )) s. Outputs under $(RUN_DIR):"; \
+	echo "  report:      $(RUN_DIR)/report.md (plots: $(RUN_DIR)/*.png)"; \
+	echo "  evaluation:  $(RUN_DIR)/eval.json"; \
+	echo "  RL logs:     $(RUN_DIR)/rl/steps, rl/trajectories, rl/ledger (Parquet parts)"; \
+	echo "  checkpoints: $(RUN_DIR)/rl/checkpoints; final adapter: $(RUN_DIR)/rl/final_adapter"; \
+	echo "  models:      $(RUN_DIR)/sft/model (SFT-merged), $(RUN_DIR)/rm/model (reward model)"; \
+	echo "  manifest:    $(RUN_DIR)/manifest.json; summary: $(RUN_DIR)/summary.json"
 
 test: $(VENV)/.installed-dev
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
