@@ -38,6 +38,12 @@ class TinyModelConfig(_Section):
     tokenizer_corpus_limit: int = Field(
         20000, ge=100, description="at most this many generated texts train the tokenizer"
     )
+    pretrain_steps: int = Field(
+        0, ge=0,
+        description="full-parameter LM steps on the corpus after the random init, so the tiny base is a "
+        "pretrained model (LoRA on a random base barely learns); 0 keeps it random",
+    )
+    pretrain_lr: float = Field(3e-3, gt=0, description="learning rate of that pretraining")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyModelConfig:

@@ -24,7 +24,7 @@ import torch
 import transformers
 
 from repo_ray.config import ModelConfig, TinyModelConfig
-from repo_ray.model.tiny import build_tiny_policy, build_tiny_reward_model
+from repo_ray.model.tiny import build_tiny_policy, build_tiny_reward_model, pretrain_tiny_policy
 from repo_ray.model.tokenizer import save_tokenizer, train_tokenizer
 
 # Bump when what is built for the same inputs changes (tokenizer recipe, model layout).
@@ -90,7 +90,9 @@ def _build_entry(
         raise ValueError(f"tiny model corpus {corpus_key!r} yielded no texts")
     paths = _paths(out)
     tokenizer = train_tokenizer(texts, tiny.vocab_size, out_dir=paths.tokenizer_dir)
-    build_tiny_policy(tiny, tokenizer, seed).save_pretrained(paths.policy_dir)
+    policy = build_tiny_policy(tiny, tokenizer, seed)
+    pretrain_loss = pretrain_tiny_policy(policy, tokenizer, texts, tiny.pretrain_steps, tiny.pretrain_lr, seed)
+    policy.save_pretrained(paths.policy_dir)
     build_tiny_reward_model(tiny, tokenizer, seed + 1).save_pretrained(paths.reward_dir)
     for model_dir in (paths.policy_dir, paths.reward_dir):  # self-contained model dirs (vLLM, merges)
         save_tokenizer(tokenizer, model_dir)
@@ -102,6 +104,7 @@ def _build_entry(
         "corpus_texts": len(texts),
         "seed": seed,
         "reward_seed": seed + 1,
+        "pretrain_loss": pretrain_loss,
         "vocab_size": len(tokenizer),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_s": round(time.time() - started, 3),

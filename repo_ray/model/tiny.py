@@ -68,3 +68,40 @@ def build_tiny_reward_model(cfg: TinyModelConfig, tokenizer, seed: int) -> Qwen3
     row is scored at its last non-pad token whichever side it is padded on."""
     config = tiny_qwen3_config(cfg, tokenizer, num_labels=1)
     return _seeded(seed, lambda: Qwen3ForSequenceClassification(config).to(torch.float32)).eval()
+
+
+def pretrain_tiny_policy(model, tokenizer, texts: list[str], steps: int, lr: float, seed: int,
+                         block: int = 256, batch: int = 16) -> tuple[float, float] | None:
+    """Stand-in for a pretrained base: `steps` full-parameter next-token steps over the corpus,
+    each text wrapped as a ChatML assistant turn and packed into `block`-token rows.
+    Returns (first, last) mean loss, or None when steps is 0."""
+    if steps <= 0:
+        return None
+    import random
+
+    from repo_ray.model.chat import IM_END, IM_START
+
+    stream: list[int] = []
+    for t in texts:
+        stream += tokenizer.encode(f"{IM_START}assistant\n{t}{IM_END}\n", add_special_tokens=False)
+    rows = [stream[i : i + block] for i in range(0, len(stream) - block, block)]
+    if not rows:
+        raise ValueError("pretraining corpus is shorter than one block")
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for step in range(steps):
+            ids = torch.tensor(rng.sample(rows, min(batch, len(rows))))
+            for g in opt.param_groups:  # short linear warmup
+                g["lr"] = lr * min(1.0, (step + 1) / 10)
+            loss = model(input_ids=ids, labels=ids).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss))
+    model.eval()
+    return losses[0], sum(losses[-10:]) / len(losses[-10:])

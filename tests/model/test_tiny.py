@@ -79,3 +79,13 @@ def test_reward_model_scores_the_last_real_token_whatever_the_padding(tokenizer,
         alone = torch.cat([reward_model(**tokenizer([t], return_tensors="pt")).logits.squeeze(-1) for t in texts])
     torch.testing.assert_close(s_left, s_right, atol=1e-5, rtol=0)
     torch.testing.assert_close(s_left, alone, atol=1e-5, rtol=0)
+
+
+def test_pretraining_makes_the_tiny_base_a_language_model_of_the_corpus(tokenizer, corpus):
+    from repo_ray.model.tiny import pretrain_tiny_policy
+
+    model = build_tiny_policy(TINY, tokenizer, seed=0)
+    assert pretrain_tiny_policy(model, tokenizer, corpus, steps=0, lr=3e-3, seed=0) is None
+    first, last = pretrain_tiny_policy(model, tokenizer, corpus, steps=40, lr=3e-3, seed=0, block=64, batch=8)
+    assert last < 0.7 * first
+    assert not model.training
