@@ -152,6 +152,9 @@ class RLLoop:
         ref = handle.rollout.remote(chunk.scenarios, chunk.episode_ids, sampling, self.group_size)
         self.rollouts[ref] = (worker_id, chunk)
 
+    def _control_busy(self) -> bool:
+        return any(c.control for _, c in self.rollouts.values())
+
     def _busy(self, worker_id: str) -> bool:
         return any(w == worker_id and not c.control for w, c in self.rollouts.values())
 
@@ -178,7 +181,9 @@ class RLLoop:
             if chunk is None:
                 return
             self._submit(worker_id, chunk)
-            if self.control_worker is not None:
+            if self.control_worker is not None and not self._control_busy():
+                # the control plays the same scenarios as some policy chunks, never queueing up:
+                # one frozen worker must not become the pipeline's bottleneck
                 self._submit("control", Chunk(chunk.chunk_id, chunk.scenarios, [f"{e}-ctl" for e in chunk.episode_ids],
                                               chunk.seed, 0, control=True))
 
@@ -260,6 +265,8 @@ class RLLoop:
     def _ready_batch(self) -> list[_Sample] | None:
         if self.train_future is not None:
             return None
+        # late arrivals from an old adapter would otherwise sit in the buffer and stall dispatch
+        self._drop_stale()
         if self.mode == "sync" and (self.rollouts or self.rewards or self.retry):
             return None  # series: train only once generation and rewards of the step are done
         version = self.state.step
@@ -325,6 +332,7 @@ class RLLoop:
                         log.warning("RL scenarios exhausted after %d steps (%d samples buffered)",
                                     self.state.step, len(self.buffer))
                         break
+                    time.sleep(0.01)
                     continue
                 if refs:
                     done, _ = ray.wait(refs, num_returns=1, timeout=0.05)
@@ -395,6 +403,10 @@ class RLLoop:
 
         if self.train_future is not None:
             raise RuntimeError("drain during a training step")
+        # control work is not part of the ledger: drop it instead of waiting for it
+        self.rollouts = {r: v for r, v in self.rollouts.items() if not v[1].control}
+        self.rewards = {r: v for r, v in self.rewards.items() if not v[1]}
+        self.retry = deque((w, c) for w, c in self.retry if not c.control)
         while self.rollouts or self.rewards or self.retry:
             if self.retry:
                 wid, chunk = self.retry.popleft()
