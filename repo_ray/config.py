@@ -19,6 +19,14 @@ from repo_ray.errors import ConfigError
 from repo_ray.domain.rubric import DEFAULT_JUDGE_WEIGHTS, DEFAULT_RULE_WEIGHTS, JUDGE_ITEMS, RULES
 
 
+def _known_names(v: dict[str, float], known: dict[str, str], what: str) -> dict[str, float]:
+    """Weights may only name registered rules / rubric items (one check for every weights field)."""
+    unknown = sorted(set(v) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(known)}")
+    return v
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
@@ -182,18 +190,12 @@ class RewardConfig(_Section):
     @field_validator("rule_weights")
     @classmethod
     def _known_rules(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(RULES))
-        if unknown:
-            raise ValueError(f"unknown rule(s) {unknown}; known: {sorted(RULES)}")
-        return v
+        return _known_names(v, RULES, "rule")
 
     @field_validator("judge_weights")
     @classmethod
     def _known_items(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(JUDGE_ITEMS))
-        if unknown:
-            raise ValueError(f"unknown rubric item(s) {unknown}; known: {sorted(JUDGE_ITEMS)}")
-        return v
+        return _known_names(v, JUDGE_ITEMS, "rubric item")
 
 
 # --------------------------------------------------------------------------- judge
@@ -389,10 +391,7 @@ class EvalJudgeConfig(_Section):
     @field_validator("weights")
     @classmethod
     def _known_items(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(JUDGE_ITEMS))
-        if unknown:
-            raise ValueError(f"unknown rubric item(s) {unknown}; known: {sorted(JUDGE_ITEMS)}")
-        return v
+        return _known_names(v, JUDGE_ITEMS, "rubric item")
 
 
 class EvalConfig(_Section):
