@@ -122,7 +122,7 @@ class RewardPool:
         self.in_flight = 0
         self.recent: dict[str, deque[float]] = {}
 
-    async def _ask(self, source: str, call: Callable[[], Awaitable[Any]], timeout_s: float) -> SourceResult:
+    async def _ask(self, call: Callable[[], Awaitable[Any]], timeout_s: float) -> SourceResult:
         """One source's answer as a SourceResult: timeouts and errors become statuses."""
         t0 = time.perf_counter()
         for attempt in range(ACTOR_RETRIES + 1):
@@ -151,16 +151,14 @@ class RewardPool:
         try:
             t = self.cfg.timeouts
             calls: dict[str, Awaitable[SourceResult]] = {
-                SOURCE_RM: self._ask(SOURCE_RM, lambda: self.rm.score(trajectory), t.rm_s)
+                SOURCE_RM: self._ask(lambda: self.rm.score(trajectory), t.rm_s)
             }
             if SOURCE_RULES in self.cfg.sources:
                 checker = next(self.checkers)
-                calls[SOURCE_RULES] = self._ask(
-                    SOURCE_RULES, lambda: checker.check.remote(trajectory, scenario), t.rules_s
-                )
+                calls[SOURCE_RULES] = self._ask(lambda: checker.check.remote(trajectory, scenario), t.rules_s)
             if SOURCE_JUDGE in self.cfg.sources:
                 ctx = JudgeContext.from_trajectory(trajectory, scenario)
-                calls[SOURCE_JUDGE] = self._ask(SOURCE_JUDGE, lambda: self.judge.score.remote(ctx), t.judge_s)
+                calls[SOURCE_JUDGE] = self._ask(lambda: self.judge.score.remote(ctx), t.judge_s)
             answers = await asyncio.gather(*calls.values())
             result = combine_sources(trajectory.sample_id, dict(zip(calls, answers)), self.cfg)
             self._record(result)

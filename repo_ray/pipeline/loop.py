@@ -46,7 +46,6 @@ class Chunk:
     scenarios: list[Scenario]
     episode_ids: list[str]
     seed: int
-    dispatched_at_version: int
     control: bool = False
     attempts: int = 0
 
@@ -140,8 +139,7 @@ class RLLoop:
         scenarios = [self.scenarios[i % len(self.scenarios)] for i in idx]
         episode_ids = [f"e{i:07d}-{s.scenario_id}" for i, s in zip(idx, scenarios)]
         self.state.cursor = idx.stop
-        chunk = Chunk(self.state.next_chunk, scenarios, episode_ids, _seed(self.cfg.seed, "chunk", idx.start),
-                      self.state.step)
+        chunk = Chunk(self.state.next_chunk, scenarios, episode_ids, _seed(self.cfg.seed, "chunk", idx.start))
         self.state.next_chunk += 1
         return chunk
 
@@ -185,9 +183,12 @@ class RLLoop:
                 # the control plays the same scenarios as some policy chunks, never queueing up:
                 # one frozen worker must not become the pipeline's bottleneck
                 self._submit("control", Chunk(chunk.chunk_id, chunk.scenarios, [f"{e}-ctl" for e in chunk.episode_ids],
-                                              chunk.seed, 0, control=True))
+                                              chunk.seed, control=True))
 
     # ------------------------------------------------------------------ results
+    def _on_result(self, ref: Any) -> None:
+        (self._on_rollout if ref in self.rollouts else self._on_reward)(ref)
+
     def _on_rollout(self, ref: Any) -> None:
         import ray
 
@@ -337,7 +338,7 @@ class RLLoop:
                 if refs:
                     done, _ = ray.wait(refs, num_returns=1, timeout=0.05)
                     for ref in done:
-                        (self._on_rollout if ref in self.rollouts else self._on_reward)(ref)
+                        self._on_result(ref)
                 else:
                     time.sleep(0.01)
                 self._tick()
@@ -414,7 +415,7 @@ class RLLoop:
             refs = list(self.rollouts) + list(self.rewards)
             done, _ = ray.wait(refs, num_returns=len(refs), timeout=1.0)
             for ref in done:
-                (self._on_rollout if ref in self.rollouts else self._on_reward)(ref)
+                self._on_result(ref)
         for s in self.buffer + self.masked_since_step:
             self._finish(s, SampleFate.DISCARDED, reason)
         self.buffer, self.masked_since_step, self.control_done = [], [], []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,6 +348,3 @@ def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool
     rd.write_json(summary, "summary.json")
     return summary
 
-
-def nan_to_none(x: Any) -> Any:
-    return None if isinstance(x, float) and math.isnan(x) else x
