@@ -156,7 +156,8 @@ def make_app(opts: JudgeServerOptions):
             if sent != f"Bearer {state.expected_key}":
                 record(t, "unauthorized", key)
                 return web.json_response({"error": {"message": f"invalid API key in header {sent!r}"}}, status=401)
-        wait = state.over_rate(t)
+        # the window is checked at this moment, not at receipt: awaits above can reorder requests
+        wait = state.over_rate(time.monotonic())
         if wait is not None:
             retry_after = max(1, math.ceil(wait))
             record(t, "rate_limited", key, retry_after=retry_after)
