@@ -236,6 +236,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge_agreement(args: argparse.Namespace) -> int:
+    """Agreement of the evaluation judge with labels; or write an example labels file (synthetic labels)."""
+    from repo_ray.config import apply_overrides, config_from_dict
+    from repo_ray.eval.agreement import EXAMPLE_SOURCE, check_judge, example_label_rows, write_labels
+
+    cfg = _load(args) if args.config else config_from_dict(apply_overrides({}, args.set))
+    if args.write_example:
+        d = cfg.data
+        rows = example_label_rows(args.example_pairs, d.seed, d.zh_fraction, d.max_room_types)
+        path = write_labels(rows, args.write_example, EXAMPLE_SOURCE)
+        print(f"wrote {len(rows)} label rows to {path}: SYNTHETIC labels derived from the defect registry, not human")
+        return 0
+    report = check_judge(cfg, args.labels, seed=args.seed)
+    print(report.table())
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.to_json(), encoding="utf-8")
+        print(f"wrote {out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -308,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("judge-server", cmd_judge_server,
             "serve the heuristic judge (OpenAI-compatible /v1/chat/completions) on 127.0.0.1 with fault knobs")
     add_server_args(p)
+
+    p = add("judge-agreement", cmd_judge_agreement,
+            "check the evaluation judge against labels: kappa per rubric item, accuracy per capability")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", metavar="FILE.parquet",
+                        help="labels file (schema: README, 'Checking a judge against human labels')")
+    source.add_argument("--write-example", metavar="FILE.parquet",
+                        help="write an example labels file with SYNTHETIC labels from generated data, and stop")
+    p.add_argument("--config", help="YAML config whose eval.judge, eval.bootstrap_samples and eval.confidence apply "
+                                    "(default: defaults, the built-in evaluation judge)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a field")
+    p.add_argument("--out", metavar="FILE.json", help="also write the report as JSON")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default: the config's seed)")
+    p.add_argument("--example-pairs", type=int, default=64,
+                   help="generated preference pairs the example is drawn from (default 64)")
     return parser
 
 
