@@ -70,3 +70,11 @@ test-vllm-cpu:
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Prometheus + Grafana next to a local Ray head (deploy/compose.yaml; needs Docker with the
+# compose plugin). Start it before or during `make demo`; `docker compose -f deploy/compose.yaml down` stops it.
+.PHONY: observe
+observe:
+	docker compose -f deploy/compose.yaml up -d
+	@echo "Grafana: http://127.0.0.1:3000 (dashboard repo-ray)   Prometheus: http://127.0.0.1:9090"
+	@echo "For the Ray dashboard's own panels, start the run with RAY_GRAFANA_HOST=http://127.0.0.1:3000 RAY_PROMETHEUS_HOST=http://127.0.0.1:9090"

@@ -227,6 +227,11 @@ class JudgeAutoscaling(_Section):
     downscale_delay_s: float = Field(60.0, ge=0, description="sustained idleness needed before removing replicas")
     max_ongoing_requests: int = Field(8, ge=1, description="requests a replica takes at once")
     num_cpus_per_replica: float = Field(0.1, gt=0, description="Ray CPUs each replica reserves")
+    resources_per_replica: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each replica also reserves: on a cluster, one only the judge worker group "
+        "offers keeps replicas on the pods that hold the API key (cluster/)",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> JudgeAutoscaling:
@@ -234,6 +239,8 @@ class JudgeAutoscaling(_Section):
             raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
         if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
             raise ValueError("initial_replicas must lie within [min_replicas, max_replicas]")
+        if any(v <= 0 for v in self.resources_per_replica.values()):
+            raise ValueError("resources_per_replica amounts must be > 0")
         return self
 
 

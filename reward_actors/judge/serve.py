@@ -70,13 +70,23 @@ def autoscaling_config(judge: JudgeConfig) -> dict[str, Any]:
     }
 
 
+def replica_actor_options(judge: JudgeConfig) -> dict[str, Any]:
+    """Ray actor options of one replica. A custom resource in `resources_per_replica` pins the
+    replicas to the nodes that offer it: on a cluster, the pods that hold the API key."""
+    a = judge.autoscaling
+    opts: dict[str, Any] = {"num_cpus": a.num_cpus_per_replica}
+    if a.resources_per_replica:
+        opts["resources"] = dict(a.resources_per_replica)
+    return opts
+
+
 def build_judge_app(judge: JudgeConfig, weights: dict[str, float], run_id: str, deadline_s: float):
     """The bound Serve application (not yet running)."""
     a = judge.autoscaling
     return JudgeCaller.options(
         autoscaling_config=autoscaling_config(judge),
         max_ongoing_requests=a.max_ongoing_requests,
-        ray_actor_options={"num_cpus": a.num_cpus_per_replica},
+        ray_actor_options=replica_actor_options(judge),
         logging_config={"log_level": "WARNING"},  # no access-log line per judged sample
     ).bind(judge.model_dump(mode="json"), dict(weights), run_id, float(deadline_s))
 
