@@ -220,6 +220,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Train base/SFT/DPO/PPO/GRPO/REPO and the ablations on the same data and budget; one report."""
+    from repo_ray.pipeline.compare import compare, parse_methods
+
+    cfg = _load(args)
+    run_dir = args.run_dir or cfg.run_dir
+    if not run_dir:
+        raise ConfigError(f"{args.config}: give --run-dir or set run_dir")
+    summary = compare(cfg, run_dir, parse_methods(args.methods), progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate policies on the held-out scenarios and bad cases; write eval.json and eval.md."""
     from repo_ray.eval.harness import run_eval
@@ -283,6 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the RL stage from the last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation and report")
+
+    from repo_ray.pipeline.compare import METHODS
+
+    p = add("compare", cmd_compare, "train base, SFT, DPO, PPO, GRPO, REPO and ablations on the same data and "
+                                    "budget, evaluate all, write RUN/compare/compare.md and compare.html")
+    _add_config_args(p)
+    p.add_argument("--run-dir", help="absolute path or pyarrow.fs URI of the run directory (stages are reused)")
+    p.add_argument("--methods", metavar="A,B,...", help=f"subset of: {', '.join(METHODS)} (default all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
     p = add("eval", cmd_eval, "evaluate policies on the held-out dialogues and bad cases (eval.json + eval.md)")
     _add_config_args(p)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Actor failures worth one more try: the actor is being restarted (max_restarts) or was.
 _RETRYABLE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 ACTOR_RETRIES = 2
+SERVE_PROBE_DEADLINE_S = 0.5
 
 
 def rule_source_result(trajectory: Trajectory, scenario: Scenario, cfg: RewardConfig) -> SourceResult:
@@ -41,6 +42,21 @@ def rule_source_result(trajectory: Trajectory, scenario: Scenario, cfg: RewardCo
     ctx = RuleContext.from_scenario(scenario, trajectory.messages, overlength_chars=cfg.overlength_chars)
     res = e_func(trajectory.response_text, ctx, cfg.rule_weights)
     return SourceResult(res.e_func, SourceStatus.OK, time.perf_counter() - t0, ",".join(res.violations))
+
+
+async def _within(awaitable: Awaitable[Any], deadline: float) -> Any:
+    """Await until the `time.perf_counter()` deadline, then raise TimeoutError at once.
+
+    Unlike `asyncio.wait_for`, it does not wait for the cancelled call to unwind: a Serve
+    DeploymentResponse stuck in its router's retry loop acknowledges cancellation only when
+    the loop next wakes, and the sample must not wait for that."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.perf_counter()))
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # no "exception never retrieved"
+        raise TimeoutError
+    return task.result()
 
 
 @ray.remote
@@ -127,7 +143,7 @@ class RewardPool:
         t0 = time.perf_counter()
         for attempt in range(ACTOR_RETRIES + 1):
             try:
-                value = await asyncio.wait_for(call(), timeout_s)
+                value = await _within(call(), t0 + timeout_s)
                 break
             except TimeoutError:
                 return SourceResult(None, SourceStatus.TIMEOUT, time.perf_counter() - t0, f"no answer in {timeout_s:g}s")
@@ -197,7 +213,11 @@ def start_reward_pool(cfg, rm_scorer: Any, judge_handle: Any | None, num_cpus: f
         RuleChecker.options(num_cpus=checker_cpus, max_restarts=max_restarts, max_task_retries=-1).remote(reward_cfg)
         for _ in range(cfg.reward.num_rule_checkers)
     ] if SOURCE_RULES in cfg.reward.sources else []
-    pool = RewardPool.options(num_cpus=num_cpus, max_restarts=max_restarts, max_concurrency=1000).remote(
+    # The pool holds the judge pool's Serve handle: on a busy node its router's 0.1 s probe of
+    # replica queue lengths times out and requests sit in its retry loop; give probes longer.
+    env = {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": str(SERVE_PROBE_DEADLINE_S)}
+    pool = RewardPool.options(num_cpus=num_cpus, max_restarts=max_restarts, max_concurrency=1000,
+                              runtime_env={"env_vars": env}).remote(
         reward_cfg, rm_scorer, checkers, judge_handle if SOURCE_JUDGE in cfg.reward.sources else None,
         rm_batch=cfg.reward.model.batch_size,
     )

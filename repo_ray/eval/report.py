@@ -301,23 +301,26 @@ def reference_name(evals: Mapping[str, PolicyEval], reference: str = "sft") -> s
     return next((n for n in evals if n.lower() == reference.lower()), None)
 
 
-def eval_table_markdown(evals: Mapping[str, PolicyEval], reference: str = "sft") -> str:
+def eval_table_markdown(evals: Mapping[str, PolicyEval], reference: str = "sft", values: bool = True,
+                        gains: bool = True) -> str:
     """One row per metric, one column per policy (value [interval]), plus the paired gain of
-    every other policy over the reference (SFT) with its interval."""
+    every other policy over the reference (SFT) with its interval; `values` / `gains` False
+    leave either group of columns out (wide comparisons print them as two tables)."""
     names = list(evals)
     ref = reference_name(evals, reference)
-    others = [n for n in names if n != ref] if ref else []
+    others = [n for n in names if n != ref] if ref and gains else []
     settings = evals[ref].settings if ref else (evals[names[0]].settings if names else {})
     samples, conf, seed = (int(settings.get("bootstrap_samples", 1000)), float(settings.get("confidence", 0.95)),
                            int(settings.get("seed", 0)))
-    head = ["metric", *names, *(f"{n} - {ref}" for n in others)]
+    shown = names if values else []
+    head = ["metric", *shown, *(f"{n} - {ref}" for n in others)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, spec in METRICS.items():
         if not any(key in evals[n].metrics.estimates for n in names):
             continue
         arrow = "↑" if spec.higher_is_better else "↓"
         row = [f"{spec.label} {arrow}"]
-        row += [format_estimate(key, evals[n].metrics.estimates.get(key, Estimate(None, None, None, 0))) for n in names]
+        row += [format_estimate(key, evals[n].metrics.estimates.get(key, Estimate(None, None, None, 0))) for n in shown]
         for n in others:
             row.append(format_estimate(key, gain(evals[n].metrics, evals[ref].metrics, key, samples, conf, seed),
                                        signed=True))

@@ -131,10 +131,9 @@ class RLLoop:
         return eps * self.state.turns_per_episode * self.group_size + len([1 for _, c in self.rewards.values() if not c])
 
     # ------------------------------------------------------------------ dispatch
-    def _new_chunk(self) -> Chunk | None:
+    def _new_chunk(self, n: int) -> Chunk | None:
         if not self._episodes_left():
             return None
-        n = self.cfg.rollout.scenarios_per_batch
         idx = range(self.state.cursor, min(self.state.cursor + n, self.total_episodes))
         scenarios = [self.scenarios[i % len(self.scenarios)] for i in idx]
         episode_ids = [f"e{i:07d}-{s.scenario_id}" for i, s in zip(idx, scenarios)]
@@ -156,14 +155,26 @@ class RLLoop:
     def _busy(self, worker_id: str) -> bool:
         return any(w == worker_id and not c.control for w, c in self.rollouts.values())
 
-    def _want_more(self) -> bool:
+    def _room(self) -> float:
+        """Samples still wanted from new rollouts (<= 0: dispatch nothing now)."""
         if self.mode == "sync":
             # series: generate only while no training runs and the batch is not yet covered
             if self.train_future is not None:
-                return False
-            return len(self.buffer) + self._expected_in_flight() < self.batch_size
-        limit = (1 + self.staleness) * self.batch_size
-        return len(self.buffer) + self._expected_in_flight() < limit
+                return 0.0
+            return self.batch_size - len(self.buffer) - self._expected_in_flight()
+        # The batch in training has left the buffer: `staleness` batches ahead is all that can
+        # still be trained in time; a second batch behind a fast fleet would only go stale.
+        return max(1, self.staleness) * self.batch_size - len(self.buffer) - self._expected_in_flight()
+
+    def _chunk_episodes(self, room: float) -> int:
+        """Episodes of the next chunk: scenarios_per_batch, or in async mode no more than the
+        room left (a whole chunk past it would mostly go stale). Sync keeps the fixed size so
+        a resumed run dispatches exactly the episodes an uninterrupted one does."""
+        n = self.cfg.rollout.scenarios_per_batch
+        if self.mode == "sync":
+            return n
+        per_episode = self.state.turns_per_episode * self.group_size
+        return max(1, min(n, math.ceil(room / per_episode)))
 
     def _dispatch(self) -> None:
         for worker_id in self.workers:
@@ -173,9 +184,10 @@ class RLLoop:
                 wid, chunk = self.retry.popleft()
                 self._submit(worker_id if not chunk.control else wid, chunk)
                 continue
-            if not self._want_more():
+            room = self._room()
+            if room <= 0:
                 return
-            chunk = self._new_chunk()
+            chunk = self._new_chunk(self._chunk_episodes(room))
             if chunk is None:
                 return
             self._submit(worker_id, chunk)

@@ -108,7 +108,8 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, bas
     return out, key
 
 
-def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_model: Path, sft_key: str) -> Path:
+def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_model: Path,
+             sft_key: str) -> tuple[Path, str]:
     from repo_ray.domain.schemas import load_rows
     from reward_actors.rm.train import train_reward_model
 
@@ -116,7 +117,7 @@ def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_
     out = rd.local("rm", "model")
     if rd.stage_done("rm", key):
         say(f"reward model: reusing {out}")
-        return out
+        return out, key
     pairs = load_rows("preference", data_dir).rows
     t0 = time.perf_counter()
     res = train_reward_model(cfg, pairs, sft_model, out)
@@ -124,7 +125,7 @@ def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_
     rd.sync_up(rd.local("rm"), "rm")
     rd.mark_stage("rm", key, seconds=time.perf_counter() - t0, held_out_accuracy=acc)
     say(f"reward model: held-out pairwise accuracy {acc:.3f} ({time.perf_counter() - t0:.0f}s) -> {out}")
-    return out
+    return out, key
 
 
 # ---------------------------------------------------------------------------- RL
@@ -145,9 +146,59 @@ class RLRun:
     ledger_counts: dict[str, int]
 
 
+@dataclass
+class RewardSide:
+    """The reward actors every RL run of one reward model can share: the RM scorer and, when
+    the judge is a source, the judge pool (+ the local judge server). RewardPool and rule
+    checkers stay per run, since `reward.sources` and weights may differ."""
+
+    rm: Any
+    judge_pool: Any | None
+    servers: list[Any]
+
+    def close(self) -> None:
+        import ray
+
+        if self.judge_pool is not None:
+            self.judge_pool.shutdown()
+        try:
+            ray.kill(self.rm)
+        except Exception:  # already gone
+            pass
+        for srv in self.servers:
+            srv.stop()
+
+
+def start_reward_side(cfg: RepoRayConfig, rm_dir: Path, run_id: str, judge: bool | None = None) -> RewardSide:
+    """RM scorer and (when `judge`, default: the judge is in reward.sources) the judge pool."""
+    from reward_actors.rm.scorer import start_rm_scorer
+
+    side = RewardSide(start_rm_scorer(cfg, rm_dir, num_cpus=0.25, name=run_scoped_name("rm-scorer", run_id)), None, [])
+    try:
+        if "judge" in cfg.reward.sources if judge is None else judge:
+            judge_cfg = cfg.judge
+            if judge_cfg.local_server.enabled:
+                from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
+
+                srv = JudgeServerProcess.start(JudgeServerOptions.from_config(judge_cfg.local_server, seed=cfg.seed,
+                                                                               model=judge_cfg.model))
+                side.servers.append(srv)
+                judge_cfg = judge_cfg.model_copy(update={"base_url": srv.base_url})
+                say(f"local judge server: {srv.base_url}")
+            from reward_actors.judge.serve import deploy_judge_pool
+
+            side.judge_pool = deploy_judge_pool(judge_cfg, cfg.reward.judge_weights, run_id,
+                                                max(1.0, cfg.reward.timeouts.judge_s - 1.0))
+    except BaseException:
+        side.close()
+        raise
+    return side
+
+
 def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_model: Path, rm_dir: Path,
-           resume: bool, progress: bool = True, on_step=None) -> RLRun:
-    """Start the run's actors, run the loop, checkpoint every pipeline.checkpoint_every steps."""
+           resume: bool, progress: bool = True, on_step=None, reward_side: RewardSide | None = None) -> RLRun:
+    """Start the run's actors, run the loop, checkpoint every pipeline.checkpoint_every steps.
+    `reward_side` (RM scorer + judge pool) is started here unless a caller shares its own."""
     import ray
 
     from repo_ray.domain.schemas import load_rows
@@ -156,35 +207,22 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
     from repo_ray.pipeline.adapter_push import push_adapter
     from repo_ray.rollout.worker import make_rollout_worker
     from reward_actors.pool import start_reward_pool
-    from reward_actors.rm.scorer import start_rm_scorer
 
     scenarios = load_rows("rl", data_dir).rows
     tokenizer = sft_model  # merge_adapter copies the tokenizer next to the merged model
     probe = probe_tokens(tokenizer, scenarios[0])
-    servers: list[Any] = []
-    judge_pool = None
+    own_side = reward_side is None
     actors: list[Any] = []
     learner = None
     loop = None
     try:
         # --- reward side: RM scorer, judge pool (+ local judge server), rule checkers, pool
-        rm = start_rm_scorer(cfg, rm_dir, num_cpus=0.25, name=run_scoped_name("rm-scorer", run_id))
-        actors.append(rm)
-        if "judge" in cfg.reward.sources:
-            judge_cfg = cfg.judge
-            if judge_cfg.local_server.enabled:
-                from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
-
-                srv = JudgeServerProcess.start(JudgeServerOptions.from_config(judge_cfg.local_server, seed=cfg.seed,
-                                                                               model=judge_cfg.model))
-                servers.append(srv)
-                judge_cfg = judge_cfg.model_copy(update={"base_url": srv.base_url})
-                say(f"local judge server: {srv.base_url}")
-            from reward_actors.judge.serve import deploy_judge_pool
-
-            judge_pool = deploy_judge_pool(judge_cfg, cfg.reward.judge_weights, run_id,
-                                           max(1.0, cfg.reward.timeouts.judge_s - 1.0))
-        pool, checkers = start_reward_pool(cfg, rm, judge_pool.handle if judge_pool else None)
+        if own_side:
+            reward_side = start_reward_side(cfg, rm_dir, run_id)
+        if "judge" in cfg.reward.sources and reward_side.judge_pool is None:
+            raise ValueError("reward.sources has the judge but the shared reward side has no judge pool")
+        judge_pool = reward_side.judge_pool if "judge" in cfg.reward.sources else None
+        pool, checkers = start_reward_pool(cfg, reward_side.rm, judge_pool.handle if judge_pool else None)
         actors += [pool, *checkers]
         # --- rollout fleet (+ the frozen-policy control) and the learner group
         workers = {
@@ -242,15 +280,13 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
             loop.close()
         if learner is not None:
             learner.shutdown()
-        if judge_pool is not None:
-            judge_pool.shutdown()
         for a in actors:
             try:
                 ray.kill(a)
             except Exception:  # already gone
                 pass
-        for srv in servers:
-            srv.stop()
+        if own_side and reward_side is not None:
+            reward_side.close()
 
 
 def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
@@ -331,7 +367,7 @@ def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool
     data_dir, data_key = timed("data", stage_data, cfg, rd)
     base, base_key = timed("model", stage_base, cfg, rd, data_dir, data_key)
     sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, data_key, base, base_key)
-    rm_dir = timed("rm", stage_rm, cfg, rd, data_dir, data_key, sft_model, sft_key)
+    rm_dir, _ = timed("rm", stage_rm, cfg, rd, data_dir, data_key, sft_model, sft_key)
     rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress, on_step)
     summary: dict[str, Any] = {"run_id": run_id, "run_dir": rd.uri, "ledger": rl.ledger_counts,
                                "sft_model": str(sft_model), "rm_dir": str(rm_dir), "data_dir": str(data_dir),

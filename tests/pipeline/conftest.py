@@ -22,7 +22,8 @@ def tiny_pipeline_config(cache_dir: str, **overrides: Any) -> RepoRayConfig:
         "rollout": {"num_workers": 2, "num_cpus_per_worker": 0.25, "scenarios_per_batch": 4, "max_new_tokens": 20,
                     "max_prompt_tokens": 512, "max_turns": 3},
         "reward": {"model": {"epochs": 1, "lr": 1e-3, "batch_size": 32, "max_tokens": 384}},
-        "judge": {"api_key_env": None, "timeout_s": 5.0, "rate_limit": {"requests_per_s": 500, "burst": 100},
+        "judge": {"api_key_env": None, "timeout_s": 5.0,
+                  "rate_limit": {"requests_per_s": 500, "burst": 100, "tokens_per_min": 2e7},
                   "autoscaling": {"min_replicas": 1, "max_replicas": 1, "num_cpus_per_replica": 0.05},
                   "local_server": {"enabled": True}},
         "learner": {"zero_stage": 0, "num_cpus_per_rank": 0.25, "batch_size": 16, "micro_batch_size": 8,
@@ -46,6 +47,16 @@ class PipelineRun:
     summary: dict[str, Any]
     worker_versions: list[dict[str, int]] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
+    metrics_pages: list[str] = field(default_factory=list)  # the metrics endpoint, read after every step
+
+
+def metrics_page() -> str:
+    import urllib.request
+
+    from ray._private.worker import global_worker
+
+    port = global_worker.node.metrics_export_port
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +74,8 @@ def pipeline_run(ray_local, tmp_path_factory, model_cache) -> PipelineRun:
 
     def on_step(lp, record):
         run.worker_versions.append({w: ray_local.get(h.version.remote()) for w, h in lp.workers.items()})
+        # Ray drops a gauge from the endpoint ~20 s after its last set: read gauges while the run lives
+        run.metrics_pages.append(metrics_page())
         if record.step == 1:
             ray_local.kill(lp.workers["rollout-0"], no_restart=False)  # Ray restarts it (max_restarts)
             run.killed.append("rollout-0")

@@ -27,7 +27,7 @@ def stack(ray_local, trained_rm, domain_model_cfg):  # noqa: F811
     cfg = RepoRayConfig.model_validate({
         "seed": 0, "model": domain_model_cfg.model_dump(), "reward": {"model": TEST_RM.model_dump()},
         "judge": {"base_url": srv.base_url, "api_key_env": None, "timeout_s": 2.0, "max_retries": 0,
-                  "rate_limit": {"requests_per_s": 500, "burst": 100},
+                  "rate_limit": {"requests_per_s": 500, "burst": 100, "tokens_per_min": 2e7},
                   "autoscaling": {"min_replicas": 1, "max_replicas": 1, "num_cpus_per_replica": 0.05}},
     })
     rm = start_rm_scorer(cfg, trained_rm.out_dir, num_cpus=0.1)

@@ -1,0 +1,264 @@
+"""`repo-ray compare`: base, SFT, DPO, PPO, GRPO and REPO, plus reward-source ablations,
+trained from the same data with the same sample budget, evaluated alike, one report.
+
+Every method starts from the run's SFT model (RUN/sft/model) and reward model; the data,
+tiny model, SFT and RM stages are the ones `repo-ray train` builds, reused by input hash.
+Each RL method trains in RUN/methods/NAME (its own rl/ logs and final adapter) with the
+run's config plus the method's overrides, `learner.max_steps` x `learner.batch_size`
+samples, no frozen control and one checkpoint at the end. DPO gets the same budget in
+preference pairs (pairs x epochs). Every RL method is scored by the run's reward sources
+(PPO and GRPO log the judge and rules without training on them), so the reward curves
+share one scale; the ablations restrict `reward.sources` and so train on what they keep.
+Each method and each evaluation is a stage reused when its input hash matches.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repo_ray.config import RepoRayConfig, apply_overrides, config_from_dict
+from repo_ray.errors import UserError
+from repo_ray.pipeline.ray_setup import init_ray
+from repo_ray.pipeline.rundir import RunDir
+from repo_ray.pipeline.train import (
+    BaseModel,
+    RewardSide,
+    _h,
+    probe_tokens,
+    run_id_for,
+    run_rl,
+    say,
+    stage_base,
+    stage_data,
+    stage_rm,
+    stage_sft,
+    start_reward_side,
+)
+
+ALL_SOURCES = "[rm, judge, rules]"
+
+
+class CompareError(UserError, ValueError):
+    """A compare request that cannot run (unknown method, empty budget)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # "base" | "sft" | "dpo" | "rl"
+    summary: str
+    overrides: tuple[str, ...] = ()  # KEY.PATH=VALUE over the run's config (RL methods)
+    ablation: bool = False
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("base", "base", "the untrained base model"),
+    Method("sft", "sft", "LoRA SFT on the expert dialogues, merged; every other method starts here"),
+    Method("dpo", "dpo", "DPO on the preference pairs against the SFT model"),
+    Method("ppo", "rl", "PPO + GAE + value model on R_model, KL to SFT",
+           ("learner.algorithm=ppo", f"reward.sources={ALL_SOURCES}")),
+    Method("grpo", "rl", "GRPO (group-relative advantages, no value model) on R_model",
+           ("learner.algorithm=grpo", "learner.grpo.reward=rm", f"reward.sources={ALL_SOURCES}")),
+    Method("repo", "rl", "REPO: PPO + GAE on R_total (RM enhanced by judge and rules), no KL",
+           ("learner.algorithm=repo", f"reward.sources={ALL_SOURCES}")),
+    Method("repo_rm", "rl", "REPO's algorithm, RM only", ("learner.algorithm=repo", "reward.sources=[rm]"), True),
+    Method("repo_rm_judge", "rl", "REPO's algorithm, RM enhanced by the judge only",
+           ("learner.algorithm=repo", "reward.sources=[rm, judge]"), True),
+    Method("repo_rm_rules", "rl", "REPO's algorithm, RM enhanced by the rules only",
+           ("learner.algorithm=repo", "reward.sources=[rm, rules]"), True),
+    Method("grpo_enhanced", "rl", "GRPO on R_total (the enhanced reward)",
+           ("learner.algorithm=grpo", "learner.grpo.reward=enhanced", f"reward.sources={ALL_SOURCES}"), True),
+)}
+
+
+def parse_methods(names: str | None) -> list[Method]:
+    if not names:
+        return list(METHODS.values())
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in METHODS]
+    if unknown:
+        raise CompareError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return [METHODS[n] for n in dict.fromkeys(wanted)]
+
+
+def method_config(cfg: RepoRayConfig, m: Method) -> RepoRayConfig:
+    """The run's config with the method's overrides, no frozen control, one final checkpoint."""
+    steps = cfg.learner.max_steps or 10**9
+    data = apply_overrides(cfg.model_dump(mode="json"), [*m.overrides, "pipeline.frozen_control=false",
+                                                         f"pipeline.checkpoint_every={steps}"])
+    return config_from_dict(data, source=f"compare method {m.name}")
+
+
+def sample_budget(cfg: RepoRayConfig) -> int | None:
+    """Samples every trained method gets: RL steps x batch size (None: RL runs its epochs)."""
+    return cfg.learner.max_steps * cfg.learner.batch_size if cfg.learner.max_steps else None
+
+
+@dataclass
+class Trained:
+    """A method's policy: a model directory (+ tokenizer) and an optional adapter directory."""
+
+    method: Method
+    model: Path
+    tokenizer: Path
+    adapter: Path | None
+    key: str
+    steps: list[dict[str, Any]]
+    info: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------- stages
+def stage_dpo(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_model: Path,
+              sft_key: str) -> tuple[Path, str, dict[str, Any]]:
+    from repo_ray.domain.schemas import load_rows
+    from repo_ray.learner.group import LearnerGroup
+    from repo_ray.model.adapters import write_adapter_dir
+
+    pairs = load_rows("preference", data_dir).rows
+    epochs = cfg.learner.dpo.epochs
+    budget = sample_budget(cfg)
+    n = len(pairs) if budget is None else min(len(pairs), max(cfg.learner.batch_size, budget // epochs))
+    key = _h("dpo", sft_key, data_key, n, cfg.learner.dpo.model_dump(mode="json"),
+             cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
+             cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed)
+    out = rd.local("methods", "dpo", "adapter")
+    if rd.stage_done("method-dpo", key) and (out / "adapter_config.json").is_file():
+        say(f"dpo: reusing {out}")
+        return out, key, rd.read_json("methods", "dpo", "info.json")
+    chosen = random.Random(cfg.seed).sample(pairs, n)
+    t0 = time.perf_counter()
+    group = LearnerGroup(cfg, sft_model, sft_model, mode="dpo", name=f"dpo-{key[:8]}")
+    try:
+        steps = group.dpo(chosen, epochs)
+        update = group.publish_adapter(0, probe_tokens(sft_model, load_rows("rl", data_dir).rows[0]))
+    finally:
+        group.shutdown()
+    write_adapter_dir(update, out)
+    losses = [s.loss for s in steps]
+    info = {"pairs": n, "epochs": epochs, "samples": n * epochs, "optimizer_steps": len(steps),
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "seconds": round(time.perf_counter() - t0, 1)}
+    rd.write_json(info, "methods", "dpo", "info.json")
+    rd.sync_up(rd.local("methods", "dpo"), "methods", "dpo")
+    rd.mark_stage("method-dpo", key, **info)
+    say(f"dpo: {n} pairs x {epochs} epochs, {len(steps)} steps, loss {info['first_loss']:.3f} -> "
+        f"{info['last_loss']:.3f} ({info['seconds']:.0f}s)")
+    return out, key, info
+
+
+def stage_rl_method(cfg: RepoRayConfig, rd: RunDir, m: Method, data_dir: Path, sft_model: Path, sft_key: str,
+                    rm_dir: Path, rm_key: str, progress: bool,
+                    reward_side: Callable[[], RewardSide]) -> tuple[Path | None, str, list[dict[str, Any]]]:
+    """One RL method in RUN/methods/NAME; `reward_side()` gives the RM scorer and judge pool
+    every method shares (started on first use)."""
+    mcfg = method_config(cfg, m)
+    key = _h("rl-method", m.name, sft_key, rm_key, mcfg.learner.model_dump(mode="json"),
+             mcfg.reward.model_dump(mode="json"), mcfg.rollout.model_dump(mode="json"),
+             mcfg.judge.model_dump(mode="json"), mcfg.pipeline.mode, mcfg.pipeline.max_staleness, mcfg.seed)
+    mrd = RunDir(f"{rd.uri.rstrip('/')}/methods/{m.name}")
+    adapter = mrd.local("rl", "final_adapter")
+    if rd.stage_done(f"method-{m.name}", key) and (adapter / "adapter_config.json").is_file():
+        say(f"{m.name}: reusing {adapter}")
+        table = mrd.read_parquet_dir("rl", "steps")
+        return adapter, key, table.to_pylist() if table is not None else []
+    t0 = time.perf_counter()
+    say(f"{m.name}: training ({m.summary})")
+    rl = run_rl(mcfg, mrd, run_id_for(mcfg, mrd), data_dir, sft_model, rm_dir, resume=False, progress=progress,
+                reward_side=reward_side())
+    rd.mark_stage(f"method-{m.name}", key, seconds=round(time.perf_counter() - t0, 1), steps=len(rl.steps),
+                  ledger=rl.ledger_counts)
+    say(f"{m.name}: {len(rl.steps)} steps ({time.perf_counter() - t0:.0f}s)")
+    return rl.final_adapter_dir, key, rl.steps
+
+
+def stage_eval(cfg: RepoRayConfig, rd: RunDir, t: Trained, data_dir: Path, data_key: str):
+    import torch
+
+    from repo_ray.domain.schemas import load_rows
+    from repo_ray.eval.harness import PolicyEval, evaluate_policy
+
+    key = _h("eval", t.method.name, t.key, data_key, cfg.eval.model_dump(mode="json"), cfg.rollout.temperature,
+             cfg.rollout.max_new_tokens, cfg.seed)
+    parts = ("compare", "evals", f"{t.method.name}.json")
+    if rd.stage_done(f"eval-{t.method.name}", key) and rd.exists(*parts):
+        return PolicyEval.from_dict(rd.read_json(*parts))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the RL actors are gone; one thread avoids oversubscribing small machines
+    try:
+        t0 = time.perf_counter()
+        ev = evaluate_policy(t.method.name, cfg, t.model, t.tokenizer, t.adapter, load_rows("eval", data_dir).rows,
+                             load_rows("bad_cases", data_dir).rows, cfg.seed)
+    finally:
+        torch.set_num_threads(threads)
+    rd.write_json(ev.to_dict(), *parts)
+    rd.mark_stage(f"eval-{t.method.name}", key, seconds=round(time.perf_counter() - t0, 1))
+    say(f"eval {t.method.name}: {time.perf_counter() - t0:.0f}s")
+    return ev
+
+
+# ---------------------------------------------------------------------------- entrypoint
+def compare(cfg: RepoRayConfig, run_dir: str, methods: list[Method] | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Train every method, evaluate all, write RUN/compare/compare.md and compare.html."""
+    from repo_ray.eval.compare_report import MethodResult, write_compare_report
+
+    methods = methods or list(METHODS.values())
+    started = time.perf_counter()
+    rd = RunDir(run_dir)
+    init_ray(cfg.pipeline.ray_address)
+    rd.write_manifest(cfg.model_dump(mode="json"))
+    say(f"compare {', '.join(m.name for m in methods)} -> {rd.uri}")
+    data_dir, data_key = stage_data(cfg, rd)
+    base, base_key = stage_base(cfg, rd, data_dir, data_key)
+    sft_model, sft_key = stage_sft(cfg, rd, data_dir, data_key, base, base_key)
+    needs_rm = any(m.kind == "rl" for m in methods)
+    rm_dir, rm_key = stage_rm(cfg, rd, data_dir, data_key, sft_model, sft_key) if needs_rm else (None, "")
+    rl_methods = [m for m in methods if m.kind == "rl"]
+    sides: list[RewardSide] = []
+
+    def reward_side() -> RewardSide:
+        if not sides:
+            judge = any("judge" in method_config(cfg, m).reward.sources for m in rl_methods)
+            sides.append(start_reward_side(cfg, rm_dir, f"{run_id_for(cfg, rd)}-compare", judge=judge))
+        return sides[0]
+
+    trained: list[Trained] = []
+    try:
+        for m in methods:
+            t0 = time.perf_counter()
+            if m.kind == "base":
+                t = Trained(m, base.policy, base.tokenizer, None, base_key, [], {})
+            elif m.kind == "sft":
+                t = Trained(m, sft_model, sft_model, None, sft_key, [], {})
+            elif m.kind == "dpo":
+                adapter, key, info = stage_dpo(cfg, rd, data_dir, data_key, sft_model, sft_key)
+                t = Trained(m, sft_model, sft_model, adapter, key, [], info)
+            else:
+                adapter, key, steps = stage_rl_method(cfg, rd, m, data_dir, sft_model, sft_key, rm_dir, rm_key,
+                                                      progress, reward_side)
+                if adapter is None:
+                    raise CompareError(f"{m.name}: the RL stage ended before its first step (no adapter)")
+                t = Trained(m, sft_model, sft_model, adapter, key, steps,
+                            {"samples": sum(int(s.get("samples") or 0) for s in steps)})
+            t.info["train_s"] = round(time.perf_counter() - t0, 1)
+            trained.append(t)
+    finally:
+        for side in sides:
+            side.close()
+    results = [MethodResult(t.method.name, t.method.summary, t.method.kind, t.method.ablation,
+                            stage_eval(cfg, rd, t, data_dir, data_key), t.steps, t.info) for t in trained]
+    out = rd.local("compare")
+    md, html = write_compare_report(out, results, budget=sample_budget(cfg), config_name=cfg.name)
+    rd.sync_up(out, "compare")
+    summary = {"run_dir": rd.uri, "methods": [m.name for m in methods], "report": str(md), "html": str(html),
+               "wall_s": round(time.perf_counter() - started, 1)}
+    rd.write_json(summary, "compare", "summary.json")
+    return summary
+
+
+__all__ = ["METHODS", "Method", "compare", "method_config", "parse_methods", "sample_budget", "BaseModel"]
