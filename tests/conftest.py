@@ -12,6 +12,8 @@ import os
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# metrics reach the export endpoint sooner, so the e2e metric checks see them within a short run
+os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -32,6 +32,7 @@ from repo_ray.eval.report import (
     examples_markdown,
     format_estimate,
     plot_eval,
+    step_axis,
 )
 
 # The paper's table (DESIGN.md §1; expert consensus, 30 online and 45 bad-case dialogues).
@@ -75,6 +76,11 @@ class Win:
     margin: Estimate | None  # paired winner - runner-up
 
     @property
+    def tied(self) -> bool:
+        m = self.margin
+        return m is not None and m.value == 0 and m.lo == 0 and m.hi == 0
+
+    @property
     def clear(self) -> bool:
         m = self.margin
         return m is not None and m.lo is not None and m.hi is not None and (m.lo > 0 or m.hi < 0)
@@ -108,7 +114,7 @@ def winners_markdown(wins: Sequence[Win]) -> str:
             f"| {spec.label} {'↑' if spec.higher_is_better else '↓'} | **{w.winner}** | "
             f"{format_estimate(w.key, w.value)} | {w.runner_up or '-'} | "
             f"{format_estimate(w.key, w.margin, signed=True) if w.margin else '-'} | "
-            f"{'yes' if w.clear else 'no: the interval includes 0'} |")
+            f"{'yes' if w.clear else 'no: tied on every unit' if w.tied else 'no: the interval includes 0'} |")
     return "\n".join(lines)
 
 
@@ -149,13 +155,7 @@ def plot_curves(results: Sequence[MethodResult], path: Path) -> Path:
             if np.isfinite(ys).any():
                 ax.plot(xs, ys, marker=".", label=r.name, color=f"C{i}", linestyle="--" if r.ablation else "-")
                 drew = True
-        ax.set_title(f"{label}, mean per RL step", fontsize=9)
-        ax.set_xlabel("RL step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if drew:
-            ax.legend(fontsize=6)
-        else:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        step_axis(ax, f"{label}, mean per RL step", drew, legend_size=6)
     return _save(fig, path)
 
 

@@ -180,16 +180,21 @@ def _line(ax, cols: Mapping[str, np.ndarray], key: str, label: str, **kw: Any) -
     return True
 
 
-def _trained_vs_control(ax, cols: Mapping[str, np.ndarray], key: str, title: str) -> None:
-    drew = _line(ax, cols, key, "trained")
-    drew |= _line(ax, cols, f"control_{key}", "frozen control", linestyle="--")
+def step_axis(ax, title: str, drew: bool, legend_size: float = 7) -> None:
+    """Title, step label and legend of a per-RL-step panel ("no data" when nothing was drawn)."""
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("RL step", fontsize=8)
     ax.tick_params(labelsize=7)
     if drew:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=legend_size)
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+
+
+def _trained_vs_control(ax, cols: Mapping[str, np.ndarray], key: str, title: str) -> None:
+    drew = _line(ax, cols, key, "trained")
+    drew |= _line(ax, cols, f"control_{key}", "frozen control", linestyle="--")
+    step_axis(ax, title, drew)
 
 
 def _save(fig, path: Path) -> Path:
