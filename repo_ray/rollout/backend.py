@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from repo_ray.types import AdapterAck, AdapterUpdate, Message
 
@@ -102,6 +102,28 @@ class RolloutBackend(Protocol):
         """Load a published adapter; answer its version, the sha256 of the bytes received
         and the probe logprob under it (for `AdapterUpdate.verify_ack`)."""
         ...
+
+
+class BackendState:
+    """What HFBackend and VLLMBackend hold alike: the tokenizer, the loaded adapter version and
+    the stop ids, behind the protocol's read-only properties. Subclasses set `_tokenizer`,
+    `_stop_ids` and `_version` (0 until an adapter is loaded)."""
+
+    _tokenizer: Any
+    _stop_ids: list[int]
+    _version: int = 0
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def adapter_version(self) -> int:
+        return self._version
+
+    @property
+    def stop_ids(self) -> list[int]:
+        return list(self._stop_ids)
 
 
 def stop_token_ids(tokenizer, generation_eos: int | Sequence[int] | None = None) -> list[int]:

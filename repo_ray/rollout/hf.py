@@ -24,7 +24,7 @@ from repo_ray.model.adapters import load_adapter_update
 from repo_ray.model.chat import encode_prompt
 from repo_ray.model.export import add_lora
 from repo_ray.model.loading import Dtype, load_policy, load_tokenizer
-from repo_ray.rollout.backend import Generation, SamplingSettings, stop_token_ids
+from repo_ray.rollout.backend import BackendState, Generation, SamplingSettings, stop_token_ids
 from repo_ray.types import AdapterAck, AdapterUpdate, AdapterVerificationError, Message
 
 
@@ -35,7 +35,7 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-class HFBackend:
+class HFBackend(BackendState):
     """Base policy + a LoRA adapter (zero-initialised B: version 0 generates like the base)."""
 
     def __init__(
@@ -63,18 +63,6 @@ class HFBackend:
         self._version = 0
 
     # ------------------------------------------------------------------ protocol
-    @property
-    def tokenizer(self):
-        return self._tokenizer
-
-    @property
-    def adapter_version(self) -> int:
-        return self._version
-
-    @property
-    def stop_ids(self) -> list[int]:
-        return list(self._stop_ids)
-
     @torch.no_grad()
     def generate(
         self, histories: Sequence[Sequence[Message]], sampling: SamplingSettings, n: int = 1

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from repo_ray.errors import ConfigError
 from repo_ray.model.chat import encode_prompt
-from repo_ray.rollout.backend import Generation, SamplingSettings, stop_token_ids
+from repo_ray.rollout.backend import BackendState, Generation, SamplingSettings, stop_token_ids
 from repo_ray.types import AdapterAck, AdapterUpdate, AdapterVerificationError, Message
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def _lora_rank(max_lora_rank: int) -> int:
     return next((r for r in VLLM_LORA_RANKS if r >= max_lora_rank), VLLM_LORA_RANKS[-1])
 
 
-class VLLMBackend:
+class VLLMBackend(BackendState):
     """A vLLM engine on the base policy; version 0 generates with the base (no LoRA)."""
 
     def __init__(
@@ -132,18 +132,6 @@ class VLLMBackend:
         )
 
     # ------------------------------------------------------------------ protocol
-    @property
-    def tokenizer(self):
-        return self._tokenizer
-
-    @property
-    def adapter_version(self) -> int:
-        return self._version
-
-    @property
-    def stop_ids(self) -> list[int]:
-        return list(self._stop_ids)
-
     def generate(
         self, histories: Sequence[Sequence[Message]], sampling: SamplingSettings, n: int = 1
     ) -> list[list[Generation]]:
