@@ -207,15 +207,20 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(args: argparse.Namespace, cfg) -> str:
+    """--run-dir, else the config's run_dir; one of them is required."""
+    run_dir = args.run_dir or cfg.run_dir
+    if not run_dir:
+        raise ConfigError(f"{args.config}: give --run-dir or set run_dir")
+    return run_dir
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the whole REPO pipeline (the entrypoint of a Ray job)."""
     from repo_ray.pipeline.train import train
 
     cfg = _load(args)
-    run_dir = args.run_dir or cfg.run_dir
-    if not run_dir:
-        raise ConfigError(f"{args.config}: give --run-dir or set run_dir")
-    summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
+    summary = train(cfg, _run_dir(args, cfg), resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -225,10 +230,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from repo_ray.pipeline.compare import compare, parse_methods
 
     cfg = _load(args)
-    run_dir = args.run_dir or cfg.run_dir
-    if not run_dir:
-        raise ConfigError(f"{args.config}: give --run-dir or set run_dir")
-    summary = compare(cfg, run_dir, parse_methods(args.methods), progress=not args.no_progress)
+    summary = compare(cfg, _run_dir(args, cfg), parse_methods(args.methods), progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -297,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation and report")
 
-    from repo_ray.pipeline.compare import METHODS
+    from repo_ray.pipeline.methods import METHODS
 
     p = add("compare", cmd_compare, "train base, SFT, DPO, PPO, GRPO, REPO and ablations on the same data and "
                                     "budget, evaluate all, write RUN/compare/compare.md and compare.html")

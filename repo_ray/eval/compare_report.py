@@ -52,7 +52,6 @@ PAPER: dict[str, dict[str, float | str | None]] = {
              "bad_case.severe_unresolved": 0.0},
 }
 PAPER_METRICS = ("rating", "excellent_share", "bad_case.fix", "bad_case.clean_fix", "bad_case.severe_unresolved")
-CURVE_SOURCES = SOURCES
 
 
 @dataclass
@@ -148,7 +147,7 @@ def plot_curves(results: Sequence[MethodResult], path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     rl = [r for r in results if r.steps]
-    for ax, (key, label) in zip(axes.flat, CURVE_SOURCES, strict=True):
+    for ax, (key, label) in zip(axes.flat, SOURCES, strict=True):
         drew = False
         for i, r in enumerate(rl):
             xs, ys = _curve(r.steps, f"{key}_mean")

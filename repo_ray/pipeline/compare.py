@@ -21,12 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repo_ray.config import RepoRayConfig, apply_overrides, config_from_dict
-from repo_ray.errors import UserError
+from repo_ray.config import RepoRayConfig
+from repo_ray.pipeline.methods import (
+    METHODS,
+    CompareError,
+    Method,
+    method_config,
+    parse_methods,
+    sample_budget,
+)
 from repo_ray.pipeline.ray_setup import init_ray
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.pipeline.train import (
-    BaseModel,
     RewardSide,
     _h,
     probe_tokens,
@@ -39,65 +45,6 @@ from repo_ray.pipeline.train import (
     stage_sft,
     start_reward_side,
 )
-
-ALL_SOURCES = "[rm, judge, rules]"
-
-
-class CompareError(UserError, ValueError):
-    """A compare request that cannot run (unknown method, empty budget)."""
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    kind: str  # "base" | "sft" | "dpo" | "rl"
-    summary: str
-    overrides: tuple[str, ...] = ()  # KEY.PATH=VALUE over the run's config (RL methods)
-    ablation: bool = False
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("base", "base", "the untrained base model"),
-    Method("sft", "sft", "LoRA SFT on the expert dialogues, merged; every other method starts here"),
-    Method("dpo", "dpo", "DPO on the preference pairs against the SFT model"),
-    Method("ppo", "rl", "PPO + GAE + value model on R_model, KL to SFT",
-           ("learner.algorithm=ppo", f"reward.sources={ALL_SOURCES}")),
-    Method("grpo", "rl", "GRPO (group-relative advantages, no value model) on R_model",
-           ("learner.algorithm=grpo", "learner.grpo.reward=rm", f"reward.sources={ALL_SOURCES}")),
-    Method("repo", "rl", "REPO: PPO + GAE on R_total (RM enhanced by judge and rules), no KL",
-           ("learner.algorithm=repo", f"reward.sources={ALL_SOURCES}")),
-    Method("repo_rm", "rl", "REPO's algorithm, RM only", ("learner.algorithm=repo", "reward.sources=[rm]"), True),
-    Method("repo_rm_judge", "rl", "REPO's algorithm, RM enhanced by the judge only",
-           ("learner.algorithm=repo", "reward.sources=[rm, judge]"), True),
-    Method("repo_rm_rules", "rl", "REPO's algorithm, RM enhanced by the rules only",
-           ("learner.algorithm=repo", "reward.sources=[rm, rules]"), True),
-    Method("grpo_enhanced", "rl", "GRPO on R_total (the enhanced reward)",
-           ("learner.algorithm=grpo", "learner.grpo.reward=enhanced", f"reward.sources={ALL_SOURCES}"), True),
-)}
-
-
-def parse_methods(names: str | None) -> list[Method]:
-    if not names:
-        return list(METHODS.values())
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in METHODS]
-    if unknown:
-        raise CompareError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    return [METHODS[n] for n in dict.fromkeys(wanted)]
-
-
-def method_config(cfg: RepoRayConfig, m: Method) -> RepoRayConfig:
-    """The run's config with the method's overrides, no frozen control, one final checkpoint."""
-    steps = cfg.learner.max_steps or 10**9
-    data = apply_overrides(cfg.model_dump(mode="json"), [*m.overrides, "pipeline.frozen_control=false",
-                                                         f"pipeline.checkpoint_every={steps}"])
-    return config_from_dict(data, source=f"compare method {m.name}")
-
-
-def sample_budget(cfg: RepoRayConfig) -> int | None:
-    """Samples every trained method gets: RL steps x batch size (None: RL runs its epochs)."""
-    return cfg.learner.max_steps * cfg.learner.batch_size if cfg.learner.max_steps else None
-
 
 @dataclass
 class Trained:
@@ -261,4 +208,4 @@ def compare(cfg: RepoRayConfig, run_dir: str, methods: list[Method] | None = Non
     return summary
 
 
-__all__ = ["METHODS", "Method", "compare", "method_config", "parse_methods", "sample_budget", "BaseModel"]
+__all__ = ["METHODS", "CompareError", "Method", "compare", "method_config", "parse_methods", "sample_budget"]
