@@ -310,11 +310,35 @@ class PPOSettings(_Section):
     vf_coef: float = Field(0.5, ge=0, description="value loss weight")
     value_lr: float | None = Field(None, gt=0, description="value model learning rate; null uses optimizer.lr")
     entropy_coef: float = Field(0.0, ge=0, description="entropy bonus weight")
-    kl_coef: float = Field(0.05, ge=0, description="KL penalty to the SFT reference (algorithm ppo only; repo has none)")
+    kl_coef: float = Field(
+        0.05, ge=0, description="KL penalty to the SFT reference (algorithm ppo only; repo has none)"
+    )
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (logged in every mode)")
-    advantage_estimator: str = Field("gae", description="registered advantage estimator")
-    policy_loss: str = Field("ppo_clip", description="registered policy loss")
+    advantage_estimator: str = Field(
+        "gae", description="registered advantage estimator of repo / ppo (algos.ADV_ESTIMATORS; grpo uses 'grpo')"
+    )
+    policy_loss: str = Field("ppo_clip", description="registered policy loss (algos.POLICY_LOSSES)")
     whiten_advantages: bool = Field(True, description="standardise advantages over the batch")
+
+    @field_validator("advantage_estimator")
+    @classmethod
+    def _registered_estimator(cls, v: str) -> str:
+        from repo_ray.algos.advantages import ADV_ESTIMATORS, estimator_needs_values  # torch: only when set
+
+        if v not in ADV_ESTIMATORS:
+            raise ValueError(f"unknown advantage estimator {v!r}; known: {', '.join(sorted(ADV_ESTIMATORS))}")
+        if not estimator_needs_values(v):
+            raise ValueError(f"{v!r} uses no value model, but repo / ppo train one; use algorithm grpo for it")
+        return v
+
+    @field_validator("policy_loss")
+    @classmethod
+    def _registered_loss(cls, v: str) -> str:
+        from repo_ray.algos.losses import POLICY_LOSSES
+
+        if v not in POLICY_LOSSES:
+            raise ValueError(f"unknown policy loss {v!r}; known: {', '.join(sorted(POLICY_LOSSES))}")
+        return v
 
 
 class GRPOSettings(_Section):

@@ -2,7 +2,11 @@
 
 from repo_ray.algos.advantages import (
     ADV_ESTIMATORS,
+    AdvantageInputs,
+    AdvantageOutput,
     compute_gae,
+    estimate_advantages,
+    estimator_needs_values,
     get_adv_estimator,
     grpo_advantages,
     register_adv_est,
@@ -10,11 +14,14 @@ from repo_ray.algos.advantages import (
 )
 from repo_ray.algos.losses import (
     KL_ESTIMATORS,
+    OFF_POLICY_CORRECTIONS,
     POLICY_LOSSES,
     BradleyTerryOutput,
     DPOOutput,
+    ImportanceWeights,
     PolicyLossOutput,
     ValueLossOutput,
+    behaviour_importance_weights,
     bradley_terry_loss,
     dpo_loss,
     entropy_from_logits,
@@ -25,24 +32,31 @@ from repo_ray.algos.losses import (
     sequence_logprobs,
     value_loss,
 )
-from repo_ray.algos.masked import masked_mean, masked_sum, masked_var, masked_whiten
+from repo_ray.algos.masked import masked_mean, masked_sum, masked_var, masked_whiten, masked_whiten_across_ranks
 from repo_ray.algos.reward_enhance import RMNormalizer, enhance_reward, enhancement
 
 __all__ = [
     "ADV_ESTIMATORS",
     "KL_ESTIMATORS",
+    "OFF_POLICY_CORRECTIONS",
     "POLICY_LOSSES",
+    "AdvantageInputs",
+    "AdvantageOutput",
     "BradleyTerryOutput",
     "DPOOutput",
+    "ImportanceWeights",
     "PolicyLossOutput",
     "RMNormalizer",
     "ValueLossOutput",
+    "behaviour_importance_weights",
     "bradley_terry_loss",
     "compute_gae",
     "dpo_loss",
     "enhance_reward",
     "enhancement",
     "entropy_from_logits",
+    "estimate_advantages",
+    "estimator_needs_values",
     "get_adv_estimator",
     "get_policy_loss",
     "grpo_advantages",
@@ -51,9 +65,11 @@ __all__ = [
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "masked_whiten_across_ranks",
     "ppo_policy_loss",
     "register_adv_est",
     "register_policy_loss",
     "sequence_logprobs",
     "terminal_rewards",
+    "value_loss",
 ]

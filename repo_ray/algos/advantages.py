@@ -1,25 +1,66 @@
-"""Advantage estimators, picked by name (`learner.ppo.advantage_estimator`).
+"""Advantage estimators, picked by name (`learner.ppo.advantage_estimator`; grpo uses "grpo").
 
 Each trajectory is one agent turn: its scalar reward sits on the last response token,
 the episode ends there, and no credit flows across turns (DESIGN.md §6).
+
+The registry (as verl's `register_adv_est`) maps a name to the estimator's math and to
+how it reads the one typed input every estimator gets (`AdvantageInputs`), so the learner
+calls `estimate_advantages(name, inputs)` whatever the estimator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 ADV_ESTIMATORS: dict[str, Callable[..., object]] = {}
+_APPLY: dict[str, Callable[[AdvantageInputs], AdvantageOutput]] = {}
+_NEEDS_VALUES: set[str] = set()
 
 
-def register_adv_est(name: str) -> Callable[[Callable], Callable]:
-    """Decorator registering an advantage estimator under `name` (a name is registered once)."""
+@dataclass(frozen=True)
+class AdvantageInputs:
+    """What an estimator may read for one micro-batch of rows of a global batch.
+
+    token_rewards, mask: [b, T]; values: [b, T] (None without a critic); rows: [b] long,
+    these rows' indices in the global batch; batch_scores: [B] and batch_group_ids: [B],
+    the whole global batch (a GRPO group may span micro-batches and ranks)."""
+
+    token_rewards: torch.Tensor
+    mask: torch.Tensor
+    values: torch.Tensor | None
+    rows: torch.Tensor
+    batch_scores: torch.Tensor
+    batch_group_ids: Sequence[Hashable]
+    gamma: float = 1.0
+    lam: float = 1.0
+    std_normalize: bool = True
+
+
+class AdvantageOutput(NamedTuple):
+    advantages: torch.Tensor  # [b, T], 0 where mask == 0
+    returns: torch.Tensor | None  # [b, T] value targets; None for a critic-free estimator
+
+
+def register_adv_est(
+    name: str, apply: Callable[[AdvantageInputs], AdvantageOutput] | None = None, needs_values: bool = False
+) -> Callable[[Callable], Callable]:
+    """Decorator registering an advantage estimator under `name` (a name is registered once).
+
+    `apply` reads `AdvantageInputs` for it (what `estimate_advantages` calls);
+    `needs_values`: it bootstraps from a value model (repo / ppo train one for it)."""
 
     def decorator(fn: Callable) -> Callable:
         if name in ADV_ESTIMATORS:
             raise ValueError(f"advantage estimator {name!r} is already registered")
         ADV_ESTIMATORS[name] = fn
+        if apply is not None:
+            _APPLY[name] = apply
+        if needs_values:
+            _NEEDS_VALUES.add(name)
         return fn
 
     return decorator
@@ -30,6 +71,33 @@ def get_adv_estimator(name: str) -> Callable[..., object]:
     if name not in ADV_ESTIMATORS:
         raise KeyError(f"unknown advantage estimator {name!r}; known: {', '.join(sorted(ADV_ESTIMATORS))}")
     return ADV_ESTIMATORS[name]
+
+
+def estimator_needs_values(name: str) -> bool:
+    get_adv_estimator(name)
+    return name in _NEEDS_VALUES
+
+
+def estimate_advantages(name: str, inputs: AdvantageInputs) -> AdvantageOutput:
+    """Advantages (and value targets) of one micro-batch by the estimator registered as `name`."""
+    get_adv_estimator(name)
+    if name not in _APPLY:
+        raise KeyError(f"advantage estimator {name!r} was registered without an input reader")
+    if name in _NEEDS_VALUES and inputs.values is None:
+        raise ValueError(f"advantage estimator {name!r} needs value predictions")
+    return _APPLY[name](inputs)
+
+
+def _gae_apply(x: AdvantageInputs) -> AdvantageOutput:
+    return AdvantageOutput(*compute_gae(x.token_rewards, x.values, x.mask, x.gamma, x.lam))
+
+
+def _grpo_apply(x: AdvantageInputs) -> AdvantageOutput:
+    # Group statistics over the whole global batch, then this micro-batch's rows.
+    scores = x.batch_scores
+    ones = torch.ones(len(x.batch_group_ids), 1, device=scores.device)
+    per_row = grpo_advantages(scores, x.batch_group_ids, ones, x.std_normalize)[:, 0]
+    return AdvantageOutput(per_row[x.rows.to(scores.device)].to(x.mask.device)[:, None] * x.mask, None)
 
 
 def terminal_rewards(scores: torch.Tensor | Sequence[float], mask: torch.Tensor) -> torch.Tensor:
@@ -56,7 +124,7 @@ def terminal_rewards(scores: torch.Tensor | Sequence[float], mask: torch.Tensor)
     return rewards
 
 
-@register_adv_est("gae")
+@register_adv_est("gae", _gae_apply, needs_values=True)
 @torch.no_grad()
 def compute_gae(
     token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
@@ -91,7 +159,7 @@ def compute_gae(
     return advantages, returns
 
 
-@register_adv_est("grpo")
+@register_adv_est("grpo", _grpo_apply)
 @torch.no_grad()
 def grpo_advantages(
     scores: torch.Tensor | Sequence[float],

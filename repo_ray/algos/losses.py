@@ -1,4 +1,4 @@
-"""Losses of the learner: PPO policy and value, KL estimators, entropy, DPO, Bradley–Terry.
+"""Losses of the learner: PPO policy and value, off-policy weights, KL estimators, entropy, DPO, Bradley–Terry.
 
 Policy losses are picked by name (`learner.ppo.policy_loss`). Token tensors are [B, T]
 with a 0/1 response mask; means are over mask == 1 tokens of the whole batch.
@@ -16,6 +16,7 @@ from repo_ray.algos.masked import masked_mean
 
 POLICY_LOSSES: dict[str, Callable[..., object]] = {}
 KL_ESTIMATORS = ("k1", "k2", "k3")
+OFF_POLICY_CORRECTIONS = ("none", "tis", "decoupled")
 
 
 def register_policy_loss(name: str) -> Callable[[Callable], Callable]:
@@ -67,15 +68,19 @@ def ppo_policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_eps: float,
+    weights: torch.Tensor | None = None,
 ) -> PolicyLossOutput:
-    """PPO's clipped surrogate: masked mean of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).
+    """PPO's clipped surrogate: masked mean of w * max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).
 
     Args:
         logprobs: [B, T] token logprobs under the current policy (with grad).
-        old_logprobs: [B, T] token logprobs of the policy that generated the tokens.
+        old_logprobs: [B, T] token logprobs of the policy the ratio is taken against: the
+            behaviour policy on-policy, the proximal policy in decoupled PPO.
         advantages: [B, T].
         mask: [B, T] response mask.
         clip_eps: ratio clip.
+        weights: [B, T] per-token weights, no grad (the behaviour importance weights of
+            `behaviour_importance_weights`); None means 1 everywhere.
 
     Returns:
         PolicyLossOutput. approx_kl is Schulman's k3, mean of (ratio - 1) - log ratio, an
@@ -85,11 +90,60 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    if weights is not None:
+        per_token = per_token * weights.detach()
+    loss = masked_mean(per_token, mask)
     with torch.no_grad():
         clip_fraction = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
         approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
     return PolicyLossOutput(loss, clip_fraction, approx_kl)
+
+
+class ImportanceWeights(NamedTuple):
+    weights: torch.Tensor  # [B, T] what multiplies each token's policy loss (no grad; 0 off the mask)
+    raw: torch.Tensor  # [B, T] exp(proximal - behaviour) before any cap (1 off the mask)
+    capped: torch.Tensor  # [B, T] bool, valid tokens where the cap changed the weight
+
+
+@torch.no_grad()
+def behaviour_importance_weights(
+    proximal_logprobs: torch.Tensor,
+    behaviour_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    correction: str = "decoupled",
+    cap: float = 5.0,
+) -> ImportanceWeights:
+    """Off-policy correction for tokens sampled by an older (behaviour) policy.
+
+    The PPO ratio is taken against the proximal policy (the learner's no-grad recompute
+    before the update), so the trust region sits around the current policy; the
+    mismatch between proximal and behaviour policy is corrected per token by
+    w = pi_prox / pi_behav = exp(proximal - behaviour):
+        none       w = 1 (the behaviour log-probs only feed the statistics)
+        tis        w = min(w, cap): truncated importance sampling, as verl's rollout
+                   correction (TIS, verl PR #2953; Yao et al., "Your Efficient RL
+                   Framework Secretly Brings You Off-Policy RL Training", 2025)
+        decoupled  w, and 0 where w > cap: decoupled PPO as in AReaL (Fu et al., 2025,
+                   arXiv 2505.24298, `behav_imp_weight_cap` filters such tokens out;
+                   after Hilton et al., 2021, "Batch size-invariance for policy optimization")
+    Tokens where behaviour == proximal get w = 1 exactly, so on-policy data gives the
+    uncorrected loss.
+
+    proximal_logprobs, behaviour_logprobs, mask: [B, T]; cap > 1.
+    """
+    if correction not in OFF_POLICY_CORRECTIONS:
+        raise ValueError(f"unknown off-policy correction {correction!r}; known: {', '.join(OFF_POLICY_CORRECTIONS)}")
+    valid = mask.bool()
+    raw = torch.where(valid, torch.exp(proximal_logprobs.float() - behaviour_logprobs.float()), 1.0)
+    over = valid & (raw > cap)
+    if correction == "none":
+        weights, capped = torch.ones_like(raw), torch.zeros_like(valid)
+    elif correction == "tis":
+        weights, capped = raw.clamp(max=cap), over
+    else:
+        weights, capped = torch.where(over, 0.0, raw), over
+    return ImportanceWeights(torch.where(valid, weights, 0.0), raw, capped)
 
 
 def value_loss(

@@ -7,6 +7,9 @@ masked contributes nothing instead of poisoning the update.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+
 import torch
 
 
@@ -50,3 +53,31 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     if not shift_mean:
         whitened = whitened + mean
     return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))
+
+
+def masked_whiten_across_ranks(
+    xs: Sequence[torch.Tensor],
+    masks: Sequence[torch.Tensor],
+    all_reduce: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | str = "cpu",
+    eps: float = 1e-8,
+) -> list[torch.Tensor]:
+    """`masked_whiten` over the union of every rank's tensors (unbiased variance).
+
+    xs, masks: this rank's [b_i, T_i] tensors (any number, possibly none). `all_reduce`
+    sums a tensor in place over the ranks (identity in one process). Every rank must call
+    it, even with no tensors of its own, so the collective always lines up. The sums are
+    float64 and live on `device` (nccl reduces GPU tensors only). With fewer than two
+    valid elements in all, the inputs come back unchanged.
+    """
+    stats = torch.zeros(3, dtype=torch.float64, device=device)
+    for x, m in zip(xs, masks, strict=True):
+        stats += torch.stack([masked_sum(x, m).double(), masked_sum(x * x, m).double(), m.sum().double()])
+    all_reduce(stats)
+    total, sq, count = stats.tolist()
+    if count < 2:
+        return list(xs)
+    mean = total / count
+    var = (sq - count * mean * mean) / (count - 1)
+    scale = 1.0 / math.sqrt(max(var, 0.0) + eps)
+    return [torch.where(m.bool(), (x - mean) * scale, torch.zeros_like(x)) for x, m in zip(xs, masks, strict=True)]

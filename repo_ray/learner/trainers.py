@@ -26,14 +26,15 @@ import torch
 from torch import nn
 
 from repo_ray.algos import (
-    compute_gae,
+    AdvantageInputs,
     dpo_loss,
     entropy_from_logits,
+    estimate_advantages,
     get_policy_loss,
-    grpo_advantages,
     kl_estimate,
     masked_mean,
     masked_sum,
+    masked_whiten_across_ranks,
     sequence_logprobs,
     terminal_rewards,
     value_loss,
@@ -216,6 +217,7 @@ class RLSettings:
     entropy_coef: float = 0.0
     kl_coef: float = 0.0  # ppo: per-token penalty in the reward; grpo: a loss term; repo: 0
     kl_estimator: str = "k3"
+    advantage_estimator: str = "gae"  # a name in algos.ADV_ESTIMATORS
     whiten_advantages: bool = True
     ppo_epochs: int = 1
     policy_loss: str = "ppo_clip"
@@ -242,6 +244,7 @@ class RLSettings:
             entropy_coef=ppo.entropy_coef,
             kl_coef={"repo": 0.0, "ppo": ppo.kl_coef, "grpo": grpo.kl_coef}[algorithm],
             kl_estimator=ppo.kl_estimator,
+            advantage_estimator="grpo" if algorithm == "grpo" else ppo.advantage_estimator,
             whiten_advantages=ppo.whiten_advantages,
             ppo_epochs=ppo.ppo_epochs,
             policy_loss=ppo.policy_loss,
@@ -302,28 +305,102 @@ class StepMetrics:
         return asdict(self)
 
 
-def _global_whiten(advs: list[torch.Tensor], masks: list[torch.Tensor], all_reduce: AllReduce,
-                   device: torch.device) -> list[torch.Tensor]:
-    """masked_whiten over the union of every rank's micro-batches (unbiased variance). Every
-    rank calls it, even with no rows of its own, so the all-reduce always lines up."""
-    stats = torch.zeros(3, dtype=torch.float64, device=device)  # the model's device: nccl reduces GPU tensors
-    for a, m in zip(advs, masks, strict=True):
-        stats += torch.stack([masked_sum(a, m).double(), masked_sum(a * a, m).double(), m.sum().double()])
-    all_reduce(stats)
-    total, sq, count = stats.tolist()
-    if count < 2:
-        return advs
-    mean = total / count
-    var = (sq - count * mean * mean) / (count - 1)
-    scale = 1.0 / math.sqrt(max(var, 0.0) + 1e-8)
-    return [torch.where(m.bool(), (a - mean) * scale, torch.zeros_like(a)) for a, m in zip(advs, masks, strict=True)]
-
-
 def shaped_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """Token rewards [B, T]: each sample's scalar reward on its last response token, minus
     kl_coef * KL(policy || reference) on every response token (ppo; repo passes 0)."""
     rewards = terminal_rewards(scores, mask)
     return rewards - kl_coef * kl * mask if kl_coef else rewards
+
+
+@dataclass
+class PreparedMicroBatch:
+    """One micro-batch after the pre-update pass: what every update epoch reads.
+    Token tensors are [b, R] (no grad); `rows` index the global batch."""
+
+    mb: TokenBatch
+    rows: torch.Tensor
+    old_lp: torch.Tensor  # current policy before the update (the ratio's denominator)
+    ref_lp: torch.Tensor  # the SFT reference (adapter disabled)
+    token_rewards: torch.Tensor
+    old_values: torch.Tensor | None = None
+    adv: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.mb.loss_mask
+
+
+def pre_update_pass(policy: Engine, value: Engine | None, mb: TokenBatch, rows: Sequence[int], s: RLSettings,
+                    stats: RLStepStats) -> PreparedMicroBatch:
+    """No-grad old logprobs (current policy), reference logprobs and values of one
+    micro-batch; the rollout's logprobs feed the mismatch metric."""
+    mask = mb.loss_mask
+    old_lp = policy_logprobs(policy.module, mb, s.temperature)
+    ref_lp = policy_logprobs(policy.module, mb, s.temperature, reference=True)
+    kl = kl_estimate(old_lp, ref_lp, s.kl_estimator)
+    stats.kl_to_sft += float(masked_sum(kl, mask))
+    stats.logprob_mismatch += float(masked_sum((old_lp - mb.rollout_logprobs).abs(), mask))
+    stats.samples += mb.size
+    stats.tokens += int(mask.sum())
+    stats.reward_sum += float(mb.scores.sum())
+    return PreparedMicroBatch(
+        mb, torch.as_tensor(list(rows), dtype=torch.long), old_lp, ref_lp,
+        token_rewards=shaped_rewards(mb.scores, mask, kl, s.kl_coef),
+        old_values=value_predictions(value.module, mb) if value is not None else None,
+    )
+
+
+def compute_advantages(prepared: Sequence[PreparedMicroBatch], batch: TokenBatch, s: RLSettings,
+                       all_reduce: AllReduce, device: torch.device, stats: RLStepStats) -> None:
+    """Fill each micro-batch's advantages (and value targets) by the configured estimator;
+    critic advantages are whitened over the global batch (every rank calls the reduce)."""
+    for p in prepared:
+        x = AdvantageInputs(p.token_rewards, p.mask, p.old_values, p.rows, batch.scores, batch.group_ids,
+                            s.gamma, s.lam, s.grpo_std_normalize)
+        p.adv, p.returns = estimate_advantages(s.advantage_estimator, x)
+    if s.uses_value_model and s.whiten_advantages:
+        whitened = masked_whiten_across_ranks([p.adv for p in prepared], [p.mask for p in prepared], all_reduce,
+                                              device)
+        for p, a in zip(prepared, whitened, strict=True):
+            p.adv = a
+    stats.advantage += sum(float(masked_sum(p.adv, p.mask)) for p in prepared)
+
+
+def update_epoch(policy: Engine, value: Engine | None, prepared: Sequence[PreparedMicroBatch | None],
+                 s: RLSettings, n_global: int, world_size: int, stats: RLStepStats) -> None:
+    """One pass over the rank's micro-batches: one optimizer step of policy (and value).
+    An empty micro-batch still runs backward and step, so the ranks' collectives line up."""
+    gas, loss_fn = policy.gradient_accumulation_steps, get_policy_loss(s.policy_loss)
+    for p in prepared:
+        if p is None:
+            policy.backward(_zero_loss(policy.module))
+            _record(stats.grad_norms, policy.step())
+            if value is not None:
+                value.backward(_zero_loss(value.module))
+                _record(stats.value_grad_norms, value.step())
+            continue
+        mask, n = p.mask, float(p.mask.sum())
+        scale = n * gas * world_size / n_global  # see the module docstring
+        lp, ent = _forward_logprobs(policy, p.mb, s.temperature, "grad" if s.entropy_coef else "metric")
+        pl = loss_fn(lp, p.old_lp, p.adv, mask, s.clip_eps)
+        entropy = masked_mean(ent, mask)
+        loss = pl.loss - s.entropy_coef * entropy
+        if s.algorithm == "grpo" and s.kl_coef:
+            loss = loss + s.kl_coef * masked_mean(kl_estimate(lp, p.ref_lp, s.kl_estimator), mask)
+        policy.backward(loss * scale)
+        _record(stats.grad_norms, policy.step())
+        stats.policy_loss += float(pl.loss.detach()) * n
+        stats.clip_fraction += float(pl.clip_fraction.detach()) * n
+        stats.approx_kl += float(pl.approx_kl.detach()) * n
+        stats.entropy += float(entropy.detach()) * n
+        stats.update_tokens += int(n)
+        if value is not None:
+            vl = value_loss(window_values(value, p.mb), p.old_values, p.returns, mask, s.value_clip_eps)
+            value.backward(s.vf_coef * vl.loss * scale)
+            _record(stats.value_grad_norms, value.step())
+            stats.value_loss += float(vl.loss.detach()) * n
+            stats.value_clip_fraction += float(vl.clip_fraction.detach()) * n
 
 
 def rl_step(
@@ -337,99 +414,28 @@ def rl_step(
 ) -> RLStepStats:
     """One PPO-family update on this rank's share of `batch` (the whole global batch).
 
-    1. Recompute, without grad, old logprobs (current policy), reference logprobs (adapter
-       disabled) and values; the rollout's logprobs only feed the mismatch metric.
-    2. Advantages: repo/ppo put the scalar reward on the last response token
-       (`terminal_rewards`; ppo also subtracts kl_coef * KL to the reference on every
-       token) and run GAE with the values; grpo standardises rewards within each
-       `group_id` over the whole batch. GAE advantages are whitened over the global batch.
-    3. `ppo_epochs` passes, each one optimizer step over the rank's micro-batches.
+    1. `pre_update_pass`: no-grad old logprobs (current policy), reference logprobs (adapter
+       disabled) and values; token rewards put the scalar reward on the last response
+       token (ppo also subtracts kl_coef * KL to the reference on every token).
+    2. `compute_advantages`: the estimator named by the settings (repo/ppo: GAE with the
+       values, whitened over the global batch; grpo: rewards standardised within each
+       `group_id` over the whole batch).
+    3. `ppo_epochs` x `update_epoch`, each one optimizer step over the rank's micro-batches.
     """
     if s.uses_value_model and value is None:
         raise ValueError(f"{s.algorithm} needs a value model")
     value = value if s.uses_value_model else None
-    gas = policy.gradient_accumulation_steps
-    n_global = batch.num_tokens
     stats = RLStepStats(lr=float(policy.get_lr()[0]))  # the lr this step's update runs at
-    if n_global == 0:
+    if batch.num_tokens == 0:
         return stats
     device = _device(policy.module)
-    chunks = micro_batches(shard_rows(batch.size, rank, world_size), gas, _row_lengths(batch))
-    micro = [batch.select(rows).to(device) if rows else None for rows in chunks]
-
-    grpo_adv = None
-    if s.algorithm == "grpo":  # over the whole batch: a group may span ranks
-        ones = torch.ones(batch.size, 1)
-        grpo_adv = grpo_advantages(batch.scores, batch.group_ids, ones, s.grpo_std_normalize)[:, 0].to(device)
-
-    # ---- 1 + 2: the pre-update pass
-    prepared = []
-    for rows, mb in zip(chunks, micro, strict=True):
-        if mb is None:
-            prepared.append(None)
-            continue
-        mask = mb.loss_mask
-        old_lp = policy_logprobs(policy.module, mb, s.temperature)
-        ref_lp = policy_logprobs(policy.module, mb, s.temperature, reference=True)
-        kl = kl_estimate(old_lp, ref_lp, s.kl_estimator)
-        stats.kl_to_sft += float(masked_sum(kl, mask))
-        stats.logprob_mismatch += float(masked_sum((old_lp - mb.rollout_logprobs).abs(), mask))
-        stats.samples += mb.size
-        stats.tokens += int(mask.sum())
-        stats.reward_sum += float(mb.scores.sum())
-        old_values = returns = None
-        if s.uses_value_model:
-            old_values = value_predictions(value.module, mb)
-            rewards = shaped_rewards(mb.scores, mask, kl, s.kl_coef)
-            adv, returns = compute_gae(rewards, old_values, mask, s.gamma, s.lam)
-        else:
-            adv = grpo_adv[torch.as_tensor(rows, device=device)][:, None] * mask
-        prepared.append({"mb": mb, "old_lp": old_lp, "ref_lp": ref_lp, "adv": adv,
-                         "old_values": old_values, "returns": returns})
-
-    if s.uses_value_model and s.whiten_advantages:
-        live = [p for p in prepared if p is not None]
-        for p, a in zip(live, _global_whiten([p["adv"] for p in live], [p["mb"].loss_mask for p in live],
-                                             all_reduce, device), strict=True):
-            p["adv"] = a
-    for p in prepared:
-        if p is not None:
-            stats.advantage += float(masked_sum(p["adv"], p["mb"].loss_mask))
-
-    # ---- 3: the update
-    loss_fn = get_policy_loss(s.policy_loss)
+    chunks = micro_batches(shard_rows(batch.size, rank, world_size), policy.gradient_accumulation_steps,
+                           _row_lengths(batch))
+    prepared = [pre_update_pass(policy, value, batch.select(rows).to(device), rows, s, stats) if rows else None
+                for rows in chunks]
+    compute_advantages([p for p in prepared if p is not None], batch, s, all_reduce, device, stats)
     for _ in range(s.ppo_epochs):
-        for p in prepared:
-            if p is None:
-                policy.backward(_zero_loss(policy.module))
-                _record(stats.grad_norms, policy.step())
-                if value is not None:
-                    value.backward(_zero_loss(value.module))
-                    _record(stats.value_grad_norms, value.step())
-                continue
-            mb, mask = p["mb"], p["mb"].loss_mask
-            n = float(mask.sum())
-            scale = n * gas * world_size / n_global
-            lp, ent = _forward_logprobs(policy, mb, s.temperature, "grad" if s.entropy_coef else "metric")
-            pl = loss_fn(lp, p["old_lp"], p["adv"], mask, s.clip_eps)
-            entropy = masked_mean(ent, mask)
-            loss = pl.loss - s.entropy_coef * entropy
-            if s.algorithm == "grpo" and s.kl_coef:
-                loss = loss + s.kl_coef * masked_mean(kl_estimate(lp, p["ref_lp"], s.kl_estimator), mask)
-            policy.backward(loss * scale)
-            _record(stats.grad_norms, policy.step())
-            stats.policy_loss += float(pl.loss.detach()) * n
-            stats.clip_fraction += float(pl.clip_fraction.detach()) * n
-            stats.approx_kl += float(pl.approx_kl.detach()) * n
-            stats.entropy += float(entropy.detach()) * n
-            stats.update_tokens += int(n)
-            if value is not None:
-                v = window_values(value, mb)
-                vl = value_loss(v, p["old_values"], p["returns"], mask, s.value_clip_eps)
-                value.backward(s.vf_coef * vl.loss * scale)
-                _record(stats.value_grad_norms, value.step())
-                stats.value_loss += float(vl.loss.detach()) * n
-                stats.value_clip_fraction += float(vl.clip_fraction.detach()) * n
+        update_epoch(policy, value, prepared, s, batch.num_tokens, world_size, stats)
     return stats
 
 

@@ -5,7 +5,10 @@ import torch
 
 from repo_ray.algos import (
     ADV_ESTIMATORS,
+    AdvantageInputs,
     compute_gae,
+    estimate_advantages,
+    estimator_needs_values,
     get_adv_estimator,
     grpo_advantages,
     register_adv_est,
@@ -115,3 +118,31 @@ def test_unknown_estimator_error_lists_the_known_ones():
 def test_estimator_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="already registered"):
         register_adv_est("gae")(lambda: None)
+
+
+def _inputs(token_rewards, mask, values, rows, scores, groups, **kw):
+    return AdvantageInputs(token_rewards, mask, values, torch.as_tensor(rows), torch.as_tensor(scores), groups, **kw)
+
+
+def test_estimate_advantages_by_name_runs_gae_on_the_micro_batch_with_its_values():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7]])
+    out = estimate_advantages("gae", _inputs(rewards, torch.ones(1, 3), values, [0], [1.0], ["a"], gamma=0.9, lam=0.8))
+    assert torch.allclose(out.advantages, torch.tensor([[0.21712, 0.246, 0.3]]))
+    assert torch.allclose(out.returns, torch.tensor([[0.71712, 0.846, 1.0]]))
+    assert estimator_needs_values("gae") and not estimator_needs_values("grpo")
+
+
+def test_estimate_advantages_by_name_runs_grpo_over_the_whole_batch_and_picks_the_rows():
+    # Global batch of 4 in two groups; the micro-batch holds rows 3 and 0 only.
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    out = estimate_advantages("grpo", _inputs(torch.zeros(2, 3), mask, None, [3, 0], [1.0, 5.0, 3.0, 9.0],
+                                              ["a", "b", "a", "b"]))
+    whole = grpo_advantages([1.0, 5.0, 3.0, 9.0], ["a", "b", "a", "b"], torch.ones(4, 1))[:, 0]
+    assert torch.allclose(out.advantages, torch.stack([whole[3] * mask[0], whole[0] * mask[1]]))
+    assert out.returns is None and float(out.advantages[0, 0]) > 0 > float(out.advantages[1, 0])
+
+
+def test_gae_without_values_is_an_error_naming_the_estimator():
+    with pytest.raises(ValueError, match="'gae' needs value predictions"):
+        estimate_advantages("gae", _inputs(torch.zeros(1, 2), torch.ones(1, 2), None, [0], [1.0], ["a"]))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from repo_ray.algos import masked_mean, masked_sum, masked_var, masked_whiten
+from repo_ray.algos import masked_mean, masked_sum, masked_var, masked_whiten, masked_whiten_across_ranks
 
 X = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 6.0, -50.0, 7.0]])
 MASK = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
@@ -60,3 +60,25 @@ def test_masked_whiten_of_empty_or_single_element_mask_is_finite():
     assert torch.equal(masked_whiten(X, torch.zeros_like(MASK)), torch.zeros_like(X))
     single = masked_whiten(X, torch.tensor([[0, 0, 1, 0], [0, 0, 0, 0]]))
     assert torch.equal(single, torch.zeros_like(X))
+
+
+def test_whitening_across_ranks_equals_whitening_the_union_of_their_tensors():
+    # Two "ranks" with ragged micro-batches; the all-reduce is simulated by adding the other
+    # rank's sums, so each rank sees the statistics of the union.
+    parts = [[X[:1, :3], X[1:, :2]], [torch.tensor([[9.0, -3.0, 0.5]])]]
+    masks = [[MASK[:1, :3], MASK[1:, :2]], [torch.tensor([[1, 1, 0]])]]
+
+    def local_sums(r):
+        return torch.tensor([sum(float(masked_sum(x, m)) for x, m in zip(parts[r], masks[r])),
+                             sum(float(masked_sum(x * x, m)) for x, m in zip(parts[r], masks[r])),
+                             sum(float(m.sum()) for m in masks[r])], dtype=torch.float64)
+
+    union = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0, 9.0, -3.0])
+    expected = masked_whiten(union, torch.ones(7))
+    got = []
+    for r in (0, 1):
+        other = local_sums(1 - r)
+        whitened = masked_whiten_across_ranks(parts[r], masks[r], lambda t, o=other: t.add_(o))
+        got += [w[m.bool()] for w, m in zip(whitened, masks[r])]
+    assert torch.allclose(torch.cat(got), expected.float(), atol=1e-6)
+    assert float(masked_whiten_across_ranks([torch.tensor([[5.0]])], [torch.ones(1, 1)], lambda t: t)[0]) == 5.0

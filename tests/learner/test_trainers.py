@@ -8,7 +8,9 @@ import dataclasses
 import pytest
 import torch
 
+from repo_ray.config import config_from_dict
 from repo_ray.domain.schemas import load_rows
+from repo_ray.errors import ConfigError
 from repo_ray.learner.batch import collate_dialogues, collate_preferences, prepare_rl_batch
 from repo_ray.learner.models import build_policy, build_value_model, trainable_state
 from repo_ray.learner.trainers import (
@@ -192,3 +194,16 @@ def test_dpo_raises_the_chosen_vs_rejected_margin_against_the_adapter_disabled_r
     metrics = [summarize_supervised("dpo", [dpo_step(policy, batch, beta=0.1)], 0.0) for _ in range(3)]
     assert dpo_margin(policy.module, batch, beta=0.1) > 0.05
     assert metrics[-1].loss < metrics[0].loss
+
+
+def test_rl_settings_take_the_advantage_estimator_by_name_from_the_config():
+    cfg = learner_config()
+    assert RLSettings.from_config(cfg, "repo").advantage_estimator == "gae"
+    assert RLSettings.from_config(cfg, "grpo").advantage_estimator == "grpo"
+
+
+@pytest.mark.parametrize(("name", "reason"), [("vtrace", "unknown advantage estimator 'vtrace'; known: gae, grpo"),
+                                              ("grpo", "'grpo' uses no value model")])
+def test_a_wrong_advantage_estimator_is_a_config_error_naming_the_field(name, reason):
+    with pytest.raises(ConfigError, match=rf"learner\.ppo\.advantage_estimator: {reason}"):
+        config_from_dict({"learner": {"ppo": {"advantage_estimator": name}}})
