@@ -313,12 +313,22 @@ class PPOSettings(_Section):
     kl_coef: float = Field(
         0.05, ge=0, description="KL penalty to the SFT reference (algorithm ppo only; repo has none)"
     )
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (logged in every mode)")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k3", description="KL estimator of the kl_to_sft metric (every mode) and of grpo's KL loss term; "
+        "ppo's per-token penalty in the reward is always k1 = logp - ref_logp"
+    )
     advantage_estimator: str = Field(
         "gae", description="registered advantage estimator of repo / ppo (algos.ADV_ESTIMATORS; grpo uses 'grpo')"
     )
     policy_loss: str = Field("ppo_clip", description="registered policy loss (algos.POLICY_LOSSES)")
     whiten_advantages: bool = Field(True, description="standardise advantages over the batch")
+    off_policy_correction: Literal["none", "tis", "decoupled"] = Field(
+        "decoupled",
+        description="correction of stale samples (every RL mode) by w = exp(recomputed - rollout logprob) per token: "
+        "decoupled (AReaL) weights the loss by w and drops tokens with w > is_cap; tis (verl) weights by "
+        "min(w, is_cap); none ignores the rollout logprobs (logged only)",
+    )
+    is_cap: float = Field(5.0, gt=1, description="importance-weight cap of off_policy_correction")
 
     @field_validator("advantage_estimator")
     @classmethod

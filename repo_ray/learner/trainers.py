@@ -27,6 +27,8 @@ from torch import nn
 
 from repo_ray.algos import (
     AdvantageInputs,
+    ImportanceWeights,
+    behaviour_importance_weights,
     dpo_loss,
     entropy_from_logits,
     estimate_advantages,
@@ -216,8 +218,10 @@ class RLSettings:
     vf_coef: float = 0.5
     entropy_coef: float = 0.0
     kl_coef: float = 0.0  # ppo: per-token penalty in the reward; grpo: a loss term; repo: 0
-    kl_estimator: str = "k3"
+    kl_estimator: str = "k3"  # the kl_to_sft metric and grpo's loss term; ppo's reward penalty is k1
     advantage_estimator: str = "gae"  # a name in algos.ADV_ESTIMATORS
+    off_policy_correction: str = "decoupled"  # algos.OFF_POLICY_CORRECTIONS
+    is_cap: float = 5.0
     whiten_advantages: bool = True
     ppo_epochs: int = 1
     policy_loss: str = "ppo_clip"
@@ -245,6 +249,8 @@ class RLSettings:
             kl_coef={"repo": 0.0, "ppo": ppo.kl_coef, "grpo": grpo.kl_coef}[algorithm],
             kl_estimator=ppo.kl_estimator,
             advantage_estimator="grpo" if algorithm == "grpo" else ppo.advantage_estimator,
+            off_policy_correction=ppo.off_policy_correction,
+            is_cap=ppo.is_cap,
             whiten_advantages=ppo.whiten_advantages,
             ppo_epochs=ppo.ppo_epochs,
             policy_loss=ppo.policy_loss,
@@ -270,6 +276,10 @@ class RLStepStats:
     update_tokens: int = 0  # tokens x ppo_epochs
     kl_to_sft: float = 0.0  # token sum over the pre-update pass
     logprob_mismatch: float = 0.0  # token sum of |learner old logprob - rollout logprob|
+    is_weight: float = 0.0  # token sum of exp(old - rollout logprob), before the cap
+    is_weight_min: float = math.inf
+    is_weight_max: float = -math.inf
+    is_capped: int = 0  # tokens whose weight the cap changed
     advantage: float = 0.0  # token sum of advantages fed to the loss
     grad_norms: list[float] = field(default_factory=list)
     value_grad_norms: list[float] = field(default_factory=list)
@@ -293,6 +303,10 @@ class StepMetrics:
     value_grad_norm: float | None
     lr: float
     logprob_mismatch: float  # mean |learner old logprob - rollout logprob|: staleness / numerics
+    is_weight_mean: float  # behaviour importance weight exp(old - rollout logprob) before the cap: mean,
+    is_weight_min: float  # min and max over the tokens (1.0 when no token trained)
+    is_weight_max: float
+    is_capped_fraction: float  # share of tokens whose weight learner.ppo.is_cap changed
     mean_advantage: float
     mean_reward: float  # mean scalar reward of the trained samples (the mode's reward field)
     samples: int  # trained samples
@@ -303,6 +317,9 @@ class StepMetrics:
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
+
+
+REWARD_KL_ESTIMATOR = "k1"  # log pi - log ref: the standard in-reward penalty (InstructGPT, verl's "kl")
 
 
 def shaped_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor, kl_coef: float) -> torch.Tensor:
@@ -319,8 +336,9 @@ class PreparedMicroBatch:
 
     mb: TokenBatch
     rows: torch.Tensor
-    old_lp: torch.Tensor  # current policy before the update (the ratio's denominator)
+    old_lp: torch.Tensor  # current policy before the update: the ratio's (proximal) denominator
     ref_lp: torch.Tensor  # the SFT reference (adapter disabled)
+    is_weights: ImportanceWeights  # behaviour (rollout) -> proximal correction per token
     token_rewards: torch.Tensor
     old_values: torch.Tensor | None = None
     adv: torch.Tensor | None = None
@@ -334,19 +352,28 @@ class PreparedMicroBatch:
 def pre_update_pass(policy: Engine, value: Engine | None, mb: TokenBatch, rows: Sequence[int], s: RLSettings,
                     stats: RLStepStats) -> PreparedMicroBatch:
     """No-grad old logprobs (current policy), reference logprobs and values of one
-    micro-batch; the rollout's logprobs feed the mismatch metric."""
+    micro-batch, and the importance weights from the rollout's (behaviour) logprobs to
+    the old ones: stale samples were drawn by an older adapter (see
+    `algos.behaviour_importance_weights`)."""
     mask = mb.loss_mask
     old_lp = policy_logprobs(policy.module, mb, s.temperature)
     ref_lp = policy_logprobs(policy.module, mb, s.temperature, reference=True)
-    kl = kl_estimate(old_lp, ref_lp, s.kl_estimator)
-    stats.kl_to_sft += float(masked_sum(kl, mask))
+    w = behaviour_importance_weights(old_lp, mb.rollout_logprobs, mask, s.off_policy_correction, s.is_cap)
+    valid = mask.bool()
+    stats.kl_to_sft += float(masked_sum(kl_estimate(old_lp, ref_lp, s.kl_estimator), mask))
     stats.logprob_mismatch += float(masked_sum((old_lp - mb.rollout_logprobs).abs(), mask))
+    stats.is_weight += float(masked_sum(w.raw, mask))
+    stats.is_capped += int(w.capped.sum())
+    if valid.any():
+        stats.is_weight_min = min(stats.is_weight_min, float(w.raw[valid].min()))
+        stats.is_weight_max = max(stats.is_weight_max, float(w.raw[valid].max()))
     stats.samples += mb.size
     stats.tokens += int(mask.sum())
     stats.reward_sum += float(mb.scores.sum())
+    kl_in_reward = kl_estimate(old_lp, ref_lp, REWARD_KL_ESTIMATOR) if s.kl_coef else torch.zeros_like(old_lp)
     return PreparedMicroBatch(
-        mb, torch.as_tensor(list(rows), dtype=torch.long), old_lp, ref_lp,
-        token_rewards=shaped_rewards(mb.scores, mask, kl, s.kl_coef),
+        mb, torch.as_tensor(list(rows), dtype=torch.long), old_lp, ref_lp, w,
+        token_rewards=shaped_rewards(mb.scores, mask, kl_in_reward, s.kl_coef),
         old_values=value_predictions(value.module, mb) if value is not None else None,
     )
 
@@ -383,7 +410,8 @@ def update_epoch(policy: Engine, value: Engine | None, prepared: Sequence[Prepar
         mask, n = p.mask, float(p.mask.sum())
         scale = n * gas * world_size / n_global  # see the module docstring
         lp, ent = _forward_logprobs(policy, p.mb, s.temperature, "grad" if s.entropy_coef else "metric")
-        pl = loss_fn(lp, p.old_lp, p.adv, mask, s.clip_eps)
+        weights = p.is_weights.weights if s.off_policy_correction != "none" else None
+        pl = loss_fn(lp, p.old_lp, p.adv, mask, s.clip_eps, weights=weights)
         entropy = masked_mean(ent, mask)
         loss = pl.loss - s.entropy_coef * entropy
         if s.algorithm == "grpo" and s.kl_coef:
@@ -414,13 +442,16 @@ def rl_step(
 ) -> RLStepStats:
     """One PPO-family update on this rank's share of `batch` (the whole global batch).
 
-    1. `pre_update_pass`: no-grad old logprobs (current policy), reference logprobs (adapter
-       disabled) and values; token rewards put the scalar reward on the last response
-       token (ppo also subtracts kl_coef * KL to the reference on every token).
+    1. `pre_update_pass`: no-grad old logprobs (current policy: the proximal policy),
+       reference logprobs (adapter disabled), values, and the behaviour importance weights
+       from the rollout's logprobs; token rewards put the scalar reward on the last
+       response token (ppo also subtracts kl_coef * k1 KL to the reference on every token).
     2. `compute_advantages`: the estimator named by the settings (repo/ppo: GAE with the
        values, whitened over the global batch; grpo: rewards standardised within each
        `group_id` over the whole batch).
-    3. `ppo_epochs` x `update_epoch`, each one optimizer step over the rank's micro-batches.
+    3. `ppo_epochs` x `update_epoch`, each one optimizer step over the rank's micro-batches;
+       the clipped ratio is taken against the old logprobs and each token's loss is
+       multiplied by its importance weight (learner.ppo.off_policy_correction).
     """
     if s.uses_value_model and value is None:
         raise ValueError(f"{s.algorithm} needs a value model")
@@ -472,6 +503,10 @@ def summarize_rl(algorithm: str, ranks: Sequence[RLStepStats], masked: int, step
         value_grad_norm=(sum(vgrad) / len(vgrad) if vgrad else 0.0) if has_value else None,
         lr=ranks[0].lr,
         logprob_mismatch=per_token("logprob_mismatch", tokens),
+        is_weight_mean=per_token("is_weight", tokens) if tokens else 1.0,
+        is_weight_min=min(r.is_weight_min for r in ranks) if tokens else 1.0,
+        is_weight_max=max(r.is_weight_max for r in ranks) if tokens else 1.0,
+        is_capped_fraction=per_token("is_capped", tokens),
         mean_advantage=per_token("advantage", tokens),
         mean_reward=sum(r.reward_sum for r in ranks) / max(1, samples),
         samples=samples,

@@ -7,6 +7,7 @@ import torch
 
 from repo_ray.algos import (
     POLICY_LOSSES,
+    behaviour_importance_weights,
     bradley_terry_loss,
     dpo_loss,
     entropy_from_logits,
@@ -171,3 +172,44 @@ def test_unknown_policy_loss_error_lists_the_known_ones():
 def test_policy_loss_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="already registered"):
         register_policy_loss("ppo_clip")(lambda: None)
+
+
+def _weights_case():
+    # proximal vs behaviour: equal | 2x more likely now | 10x more likely now | padding
+    prox = torch.tensor([[0.0, math.log(2.0), math.log(10.0), 0.0]])
+    behaviour = torch.tensor([[0.0, 0.0, 0.0, 5.0]])
+    return prox, behaviour, torch.tensor([[1, 1, 1, 0]])
+
+
+@pytest.mark.parametrize(("correction", "weights", "capped"), [
+    ("none", [1.0, 1.0, 1.0, 0.0], [False, False, False, False]),
+    ("tis", [1.0, 2.0, 5.0, 0.0], [False, False, True, False]),  # truncated at the cap
+    ("decoupled", [1.0, 2.0, 0.0, 0.0], [False, False, True, False]),  # over the cap: dropped
+])
+def test_behaviour_importance_weights_by_hand(correction, weights, capped):
+    out = behaviour_importance_weights(*_weights_case(), correction=correction, cap=5.0)
+    assert torch.allclose(out.weights, torch.tensor([weights]), atol=1e-6)
+    assert out.capped.tolist() == [capped]
+    assert torch.allclose(out.raw, torch.tensor([[1.0, 2.0, 10.0, 1.0]]), atol=1e-5)  # uncapped, 1 off the mask
+
+
+def test_on_policy_weights_are_exactly_one_and_leave_the_ppo_loss_unchanged():
+    logprobs, old, adv, mask = _ppo_case()
+    w = behaviour_importance_weights(old, old.clone(), mask, "decoupled", 5.0)
+    assert bool((w.weights[mask.bool()] == 1.0).all()) and not w.capped.any()
+    plain = ppo_policy_loss(logprobs, old, adv, mask, 0.2)
+    weighted = ppo_policy_loss(logprobs, old, adv, mask, 0.2, weights=w.weights)
+    assert weighted.loss.item() == plain.loss.item()
+
+
+def test_ppo_loss_weights_each_token_by_its_importance_weight():
+    logprobs, old, adv, mask = _ppo_case()
+    # per-token losses of the case: -1.2, 0.8, -0.5, 1.5 (see _ppo_case)
+    w = torch.tensor([[2.0, 0.0, 1.0, 0.5, 7.0]])
+    out = ppo_policy_loss(logprobs, old, adv, mask, 0.2, weights=w)
+    assert float(out.loss) == pytest.approx((2.0 * -1.2 + 0.0 + -0.5 + 0.5 * 1.5) / 4, abs=1e-6)
+
+
+def test_unknown_off_policy_correction_is_an_error():
+    with pytest.raises(ValueError, match="unknown off-policy correction 'vtrace'; known: none, tis, decoupled"):
+        behaviour_importance_weights(*_weights_case(), correction="vtrace")

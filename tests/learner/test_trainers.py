@@ -15,11 +15,13 @@ from repo_ray.learner.batch import collate_dialogues, collate_preferences, prepa
 from repo_ray.learner.models import build_policy, build_value_model, trainable_state
 from repo_ray.learner.trainers import (
     RLSettings,
+    RLStepStats,
     TorchEngine,
     dpo_margin,
     dpo_step,
     micro_batches,
     policy_logprobs,
+    pre_update_pass,
     rl_step,
     sft_loss,
     sft_step,
@@ -207,3 +209,72 @@ def test_rl_settings_take_the_advantage_estimator_by_name_from_the_config():
 def test_a_wrong_advantage_estimator_is_a_config_error_naming_the_field(name, reason):
     with pytest.raises(ConfigError, match=rf"learner\.ppo\.advantage_estimator: {reason}"):
         config_from_dict({"learner": {"ppo": {"advantage_estimator": name}}})
+
+
+def settings(cfg, algorithm="repo", **changes):
+    return dataclasses.replace(RLSettings.from_config(cfg, algorithm), **changes)
+
+
+def step(policy, value, batch, s):
+    return summarize_rl(s.algorithm, [rl_step(policy, value, batch, s)], 0, 0.0, s.kl_coef)
+
+
+def on_policy(batch, module, gas):
+    """The batch with its rollout logprobs replaced by the learner's own, computed on the
+    very micro-batches rl_step will form (so the numbers match to the bit)."""
+    lp = batch.rollout_logprobs.clone()
+    for rows in micro_batches(list(range(batch.size)), gas, (batch.prompt_lengths + batch.window_lengths).tolist()):
+        if rows:
+            lp[rows, :batch.select(rows).window] = policy_logprobs(module, batch.select(rows))
+    return dataclasses.replace(batch, rollout_logprobs=lp)
+
+
+def test_on_policy_importance_weights_are_one_and_the_update_equals_the_uncorrected_one(
+        domain_models, base_trajectories, learner_tokenizer):
+    cfg = learner_config()
+    batch, _ = rl_batch(base_trajectories, [3.0, -2.0, 1.0, 0.5] * 2, "repo", learner_tokenizer.pad_token_id)
+    out = {}
+    for correction in ("decoupled", "none"):
+        policy, value = engines(domain_models, cfg)
+        b = on_policy(batch, policy.module, policy.gradient_accumulation_steps)
+        out[correction] = (step(policy, value, b, settings(cfg, off_policy_correction=correction)),
+                           trainable_state(policy.module))
+    m = out["decoupled"][0]
+    assert m.is_weight_min == m.is_weight_max == m.is_weight_mean == 1.0 and m.is_capped_fraction == 0.0
+    assert m.logprob_mismatch == 0.0 and m.policy_loss == out["none"][0].policy_loss
+    assert all(torch.equal(w, out["none"][1][k]) for k, w in out["decoupled"][1].items())
+
+
+def test_a_stale_batch_gets_importance_weights_off_one_reported_and_applied(
+        domain_models, base_trajectories, learner_tokenizer):
+    # The batch's logprobs are the base policy's; after one update the learner's policy is
+    # a version ahead, as for a stale sample in async mode.
+    cfg = learner_config()
+    batch, _ = rl_batch(base_trajectories, [3.0, -2.0, 1.0, 0.5] * 2, "repo", learner_tokenizer.pad_token_id)
+    out = {}
+    for correction in ("decoupled", "none"):
+        policy, value = engines(domain_models, cfg)
+        step(policy, value, batch, settings(cfg, off_policy_correction="none"))  # the same first update
+        out[correction] = step(policy, value, batch, settings(cfg, off_policy_correction=correction, is_cap=1.05))
+    m, plain = out["decoupled"], out["none"]
+    assert m.logprob_mismatch > 1e-3
+    assert m.is_weight_min < 1.0 < m.is_weight_max and m.is_weight_mean != 1.0
+    assert 0.0 < m.is_capped_fraction < 1.0  # tokens more than 5% likelier now than at rollout were dropped
+    assert m.is_weight_mean == plain.is_weight_mean and plain.is_capped_fraction == 0.0  # none caps nothing
+    assert abs(m.policy_loss - plain.policy_loss) > 1e-6  # the weights entered the loss
+
+
+def test_ppo_reward_penalty_is_k1_per_token_not_the_logged_estimator(
+        domain_models, base_trajectories, learner_tokenizer):
+    cfg = learner_config()
+    cfg.ppo.kl_coef = 0.1
+    policy, value = engines(domain_models, cfg)
+    batch, _ = rl_batch(base_trajectories, [0.0] * 8, "ppo", learner_tokenizer.pad_token_id, r_model=[1.0, -1.0] * 4)
+    s = settings(cfg, "ppo")
+    step(policy, value, batch, s)  # move the policy off the reference
+    mb = batch.select([0, 1, 2, 3])
+    p = pre_update_pass(policy, value, mb, [0, 1, 2, 3], s, RLStepStats())
+    k1 = p.old_lp - p.ref_lp
+    expected = shaped_rewards(mb.scores, mb.loss_mask, k1, 0.1)
+    assert s.kl_estimator == "k3" and float((k1 * mb.loss_mask).min()) < 0  # k1 can be negative, k3 never
+    assert torch.allclose(p.token_rewards, expected, atol=1e-7)
