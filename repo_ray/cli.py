@@ -72,9 +72,9 @@ def cmd_describe_data(args: argparse.Namespace) -> int:
 
 
 def cmd_build_model(args: argparse.Namespace) -> int:
-    """Build (or reuse from cache) the tiny tokenizer, policy and reward model."""
-    from repo_ray.domain.datagen import corpus_texts
-    from repo_ray.model.cache import ensure_tiny_models
+    """Build (or reuse from cache) the tiny tokenizer, policy and reward model: the same cache
+    entry `repo-ray train` uses for this data (both key it on the data files' content)."""
+    from repo_ray.model.cache import ensure_tiny_models_for_data
 
     cfg = _load(args)
     if cfg.model.path is not None:
@@ -83,27 +83,12 @@ def cmd_build_model(args: argparse.Namespace) -> int:
     data_dir = Path(args.data)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: data directory not found (run `repo-ray data` first)")
-    key = _data_key(data_dir)
     t0 = time.perf_counter()
-    paths = ensure_tiny_models(
-        cfg.model, lambda: corpus_texts(data_dir, cfg.model.tiny.tokenizer_corpus_limit), key, cfg.seed
-    )
+    paths = ensure_tiny_models_for_data(cfg.model, data_dir, cfg.seed)
     print(f"tiny models ready in {time.perf_counter() - t0:.1f}s:")
     for name in ("tokenizer_dir", "policy_dir", "reward_dir"):
         print(f"  {name.removesuffix('_dir')}: {getattr(paths, name)}")
     return 0
-
-
-def _data_key(data_dir: Path) -> str:
-    """Content key of a data directory's corpus files (size + mtime would lie after a copy)."""
-    import hashlib
-
-    from repo_ray.domain.schemas import FILES
-
-    h = hashlib.sha256()
-    for kind in ("sft", "preference"):
-        h.update((data_dir / FILES[kind].filename).read_bytes())
-    return h.hexdigest()[:16]
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -181,11 +166,9 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     elif cfg.model.path is not None:
         base = cfg.model.path
     else:  # the tiny reward model, built (or reused) from this data's texts
-        from repo_ray.domain.datagen import corpus_texts
-        from repo_ray.model.cache import ensure_tiny_models
+        from repo_ray.model.cache import ensure_tiny_models_for_data
 
-        paths = ensure_tiny_models(cfg.model, lambda: corpus_texts(data_dir, cfg.model.tiny.tokenizer_corpus_limit),
-                                   _data_key(data_dir), cfg.seed)
+        paths = ensure_tiny_models_for_data(cfg.model, data_dir, cfg.seed)
         base, tokenizer = str(paths.reward_dir), tokenizer or str(paths.tokenizer_dir)
     r = train_reward_model(cfg, loaded.rows, base, args.out, tokenizer_path=tokenizer)
     rm = cfg.reward.model

@@ -7,7 +7,6 @@ message is one line naming the file, the field path and the reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from repo_ray.errors import ConfigError
 from repo_ray.domain.rubric import DEFAULT_JUDGE_WEIGHTS, DEFAULT_RULE_WEIGHTS, JUDGE_ITEMS, RULES
+from repo_ray.hashing import content_hash
 
 
 def _known_names(v: dict[str, float], known: dict[str, str], what: str) -> dict[str, float]:
@@ -472,7 +472,7 @@ class RepoRayConfig(_Section):
         data = self.model_dump(mode="json")
         if sections:
             data = {s: data[s] for s in sections}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return content_hash(data)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

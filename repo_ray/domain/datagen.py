@@ -436,10 +436,14 @@ def write_dataset(cfg: DataConfig, out_dir: Path) -> dict[str, Path]:
     return {kind: write_rows(rows, kind, out_dir) for kind, rows in tables.items()}
 
 
+# the files (and their text columns) a tokenizer trains on; model/cache.py keys on these files
+CORPUS_COLUMNS = {"sft": ("messages",), "preference": ("context", "chosen", "rejected")}
+
+
 def corpus_texts(data_dir: Path, limit: int | None = None) -> Iterator[str]:
     """Texts of a data directory (dialogue turns, replies) for training a tokenizer."""
     count = 0
-    for kind, columns in (("sft", ("messages",)), ("preference", ("context", "chosen", "rejected"))):
+    for kind, columns in CORPUS_COLUMNS.items():
         table = pq.read_table(Path(data_dir) / FILES[kind].filename, columns=list(columns))
         for row in table.to_pylist():
             for col in columns:

@@ -34,6 +34,7 @@ from repo_ray.eval.report import (
     plot_eval,
     step_axis,
 )
+from repo_ray.eval.stepstats import COLUMNS, mean_column
 
 # The paper's table (DESIGN.md §1; expert consensus, 30 online and 45 bad-case dialogues).
 # None: not reported; "below base" entries are kept as text.
@@ -137,7 +138,7 @@ def paper_markdown(evals: Mapping[str, PolicyEval]) -> str:
 
 # ---------------------------------------------------------------------------- plots
 def _curve(steps: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    xs = np.array([float(s.get("step") or i + 1) for i, s in enumerate(steps)])
+    xs = np.array([float(s.get(COLUMNS.step) or i + 1) for i, s in enumerate(steps)])
     ys = np.array([np.nan if s.get(key) is None else float(s[key]) for s in steps])
     return xs, ys
 
@@ -150,7 +151,7 @@ def plot_curves(results: Sequence[MethodResult], path: Path) -> Path:
     for ax, (key, label) in zip(axes.flat, SOURCES, strict=True):
         drew = False
         for i, r in enumerate(rl):
-            xs, ys = _curve(r.steps, f"{key}_mean")
+            xs, ys = _curve(r.steps, mean_column(key))
             if np.isfinite(ys).any():
                 ax.plot(xs, ys, marker=".", label=r.name, color=f"C{i}", linestyle="--" if r.ablation else "-")
                 drew = True

@@ -45,7 +45,6 @@ Definitions (one place; the report and the README quote them):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +58,7 @@ from repo_ray.domain.defects import DEFECTS, SEVERITY_RANK, Severity
 from repo_ray.domain.rubric import JUDGE_ITEMS, RULES
 from repo_ray.domain.scenario import Scenario
 from repo_ray.eval.eval_judge import room_prices
+from repo_ray.hashing import stable_seed
 from repo_ray.types import Message, Role
 
 JUDGE_PROBLEM_AT = -5.0  # an item at or below this is a violation (a problem)
@@ -322,7 +322,7 @@ class Estimate:
 
 
 def metric_seed(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
+    return stable_seed(seed, key)
 
 
 def _finite(x: float) -> float | None:

@@ -26,12 +26,15 @@ import pyarrow.parquet as pq
 from repo_ray.eval.eval_judge import DIFFERENCES
 from repo_ray.eval.harness import DialogueResult, PolicyEval
 from repo_ray.eval.metrics import METRICS, Estimate, gain
+from repo_ray.eval.stepstats import COLUMNS, CONTROL_PREFIX, mean_column
 
 SOURCES = (("r_total", "R_total"), ("r_model", "R_model (RM)"), ("e_judge", "E_judge (RJ)"), ("e_func", "E_func (RF)"))
 HEADLINE = ("rating", "excellent_share", "bad_case.fix", "bad_case.clean_fix", "bad_case.severe_unresolved",
             "capability.dialogue_fluency", "capability.workflow_compliance", "capability.negotiation_effectiveness",
             "capability.domain_understanding", "response_rate", "task_success")
 MAX_TURN_CHARS = 400
+# the learner metrics (StepMetrics fields, step columns of the same name) in the learner plot
+LEARNER_PLOTS = ("policy_loss", "value_loss", "approx_kl", "kl_to_sft", "entropy", "clip_fraction")
 
 
 # ---------------------------------------------------------------------------- steps
@@ -45,8 +48,8 @@ def load_steps(steps: pa.Table | str | Path) -> dict[str, np.ndarray]:
             cols[name] = np.array([math.nan if v is None else float(v) for v in values], dtype=float)
         except (TypeError, ValueError):
             continue  # a non-numeric column is not plotted
-    if "step" in cols and cols["step"].size:
-        order = np.argsort(cols["step"], kind="stable")
+    if COLUMNS.step in cols and cols[COLUMNS.step].size:
+        order = np.argsort(cols[COLUMNS.step], kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
     return cols
 
@@ -115,8 +118,8 @@ def reward_rise(cols: Mapping[str, np.ndarray], series: str = "r_total", confide
     of each is mean(last third) - mean(first third) with a Welch t interval; the net rise is the
     same on the per-step difference trained - control (paired: both play the step's scenarios)."""
     label = dict(SOURCES).get(series, series)
-    trained = cols.get(f"{series}_mean")
-    control = cols.get(f"control_{series}_mean")
+    trained = cols.get(mean_column(series))
+    control = cols.get(CONTROL_PREFIX + mean_column(series))
     n = int(np.isfinite(trained).sum()) if trained is not None else 0
     t3 = _thirds(trained) if trained is not None else None
     if t3 is None:
@@ -175,7 +178,7 @@ def _line(ax, cols: Mapping[str, np.ndarray], key: str, label: str, **kw: Any) -
     y = cols.get(key)
     if y is None or not np.isfinite(y).any():
         return False
-    x = cols.get("step", np.arange(1, y.size + 1, dtype=float))
+    x = cols.get(COLUMNS.step, np.arange(1, y.size + 1, dtype=float))
     ax.plot(x, y, marker=".", label=label, **kw)
     return True
 
@@ -193,7 +196,7 @@ def step_axis(ax, title: str, drew: bool, legend_size: float = 7) -> None:
 
 def _trained_vs_control(ax, cols: Mapping[str, np.ndarray], key: str, title: str) -> None:
     drew = _line(ax, cols, key, "trained")
-    drew |= _line(ax, cols, f"control_{key}", "frozen control", linestyle="--")
+    drew |= _line(ax, cols, CONTROL_PREFIX + key, "frozen control", linestyle="--")
     step_axis(ax, title, drew)
 
 
@@ -208,12 +211,12 @@ def plot_rewards(cols: Mapping[str, np.ndarray], path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(9, 6))
     for ax, (key, label) in zip(axes.flat, SOURCES, strict=True):
-        _trained_vs_control(ax, cols, f"{key}_mean", f"{label}, mean per step")
+        _trained_vs_control(ax, cols, mean_column(key), f"{label}, mean per step")
     return _save(fig, path)
 
 
 def masked_share(cols: Mapping[str, np.ndarray], prefix: str = "") -> np.ndarray | None:
-    masked, samples = cols.get(f"{prefix}masked"), cols.get(f"{prefix}samples")
+    masked, samples = cols.get(prefix + COLUMNS.masked), cols.get(prefix + COLUMNS.samples)
     if masked is None or samples is None:
         return None
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -223,7 +226,7 @@ def masked_share(cols: Mapping[str, np.ndarray], prefix: str = "") -> np.ndarray
 def plot_masked(cols: Mapping[str, np.ndarray], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    shares = {"masked_share": masked_share(cols), "control_masked_share": masked_share(cols, "control_")}
+    shares = {"masked_share": masked_share(cols), CONTROL_PREFIX + "masked_share": masked_share(cols, CONTROL_PREFIX)}
     view = {**cols, **{k: v for k, v in shares.items() if v is not None}}
     _trained_vs_control(ax, view, "masked_share", "masked share of the step's samples")
     ax.set_ylim(bottom=0)
@@ -233,15 +236,16 @@ def plot_masked(cols: Mapping[str, np.ndarray], path: Path) -> Path:
 def plot_text(cols: Mapping[str, np.ndarray], path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, (key, title) in zip(axes, (("response_len_mean", "response length (tokens)"),
-                                       ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2")), strict=True):
+    for ax, (key, title) in zip(axes, ((COLUMNS.response_len_mean, "response length (tokens)"),
+                                       (COLUMNS.distinct_1, "distinct-1"), (COLUMNS.distinct_2, "distinct-2")),
+                                strict=True):
         _trained_vs_control(ax, cols, key, title)
     return _save(fig, path)
 
 
 def plot_learner(cols: Mapping[str, np.ndarray], path: Path) -> Path:
     plt = _plt()
-    keys = ("policy_loss", "value_loss", "approx_kl", "kl_to_sft", "entropy", "clip_fraction")
+    keys = LEARNER_PLOTS
     fig, axes = plt.subplots(2, 3, figsize=(11, 5))
     for ax, key in zip(axes.flat, keys, strict=True):
         if not _line(ax, cols, key, key):
@@ -484,7 +488,7 @@ def _rise_table(verdicts: Sequence[RiseVerdict]) -> str:
 
 def _text_note(cols: Mapping[str, np.ndarray]) -> str:
     notes = []
-    for key, label in (("response_len_mean", "response length"), ("distinct_2", "distinct-2")):
+    for key, label in ((COLUMNS.response_len_mean, "response length"), (COLUMNS.distinct_2, "distinct-2")):
         t3 = _thirds(cols[key]) if key in cols else None
         if t3 is None:
             continue
@@ -492,7 +496,7 @@ def _text_note(cols: Mapping[str, np.ndarray]) -> str:
         change = (b - a) / abs(a) if a else math.nan
         notes.append(f"{label} {a:.3g} -> {b:.3g} ({change:+.0%}) from the first to the last third of the steps")
     text = "; ".join(notes)
-    if "distinct_2" in cols and (t3 := _thirds(cols["distinct_2"])) is not None and t3[0].mean() > 0 \
+    if COLUMNS.distinct_2 in cols and (t3 := _thirds(cols[COLUMNS.distinct_2])) is not None and t3[0].mean() > 0 \
             and t3[1].mean() < 0.7 * t3[0].mean():
         text += (". Distinct-2 fell by more than 30%: the policy repeats itself more, so part of a reward rise may "
                  "come from collapsing onto phrasings the reward sources like")
@@ -506,7 +510,7 @@ def write_report(run_dir: Path, steps: pa.Table | str | Path | None, evals: Mapp
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cols = load_steps(steps) if steps is not None else {}
-    n_steps = int(cols["step"].size) if "step" in cols else 0
+    n_steps = int(cols[COLUMNS.step].size) if COLUMNS.step in cols else 0
     manifest = _manifest_line(Path(run_dir))
     parts = [f"# repo-ray run report\n",
              f"Run directory: `{run_dir}`{'; ' + manifest if manifest else ''}; written "

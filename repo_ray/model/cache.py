@@ -4,11 +4,14 @@ An entry lives in `model.cache_dir/<key>/`, key = hash of (tiny config, corpus k
 format version). It is built in a private temporary directory and renamed into place, so
 a reader sees either nothing or a complete entry; when two processes race, the loser's
 rename fails and it discards its copy and uses the winner's.
+
+Built from a data directory (`ensure_tiny_models_for_data`, what `repo-ray train` and
+`repo-ray build-model` both call), the corpus key is the content hash of the files the
+tokenizer's texts come from, so one data set gets one entry whichever command built it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -24,6 +27,7 @@ import torch
 import transformers
 
 from repo_ray.config import ModelConfig, TinyModelConfig
+from repo_ray.hashing import content_hash
 from repo_ray.model.tiny import build_tiny_policy, build_tiny_reward_model, pretrain_tiny_policy
 from repo_ray.model.tokenizer import save_tokenizer, train_tokenizer
 
@@ -39,8 +43,26 @@ class TinyModelPaths(NamedTuple):
 
 
 def tiny_cache_key(tiny: TinyModelConfig, corpus_key: str, seed: int) -> str:
-    payload = {"tiny": tiny.model_dump(mode="json"), "corpus_key": corpus_key, "seed": seed, "format": FORMAT_VERSION}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_hash({"tiny": tiny.model_dump(mode="json"), "corpus_key": corpus_key, "seed": seed,
+                         "format": FORMAT_VERSION})
+
+
+def corpus_key(data_dir: Path) -> str:
+    """Content key of a data directory's tokenizer corpus (the files `corpus_texts` reads):
+    a copied or regenerated directory with the same rows has the same key, unlike size + mtime."""
+    from repo_ray.domain.datagen import CORPUS_COLUMNS
+    from repo_ray.domain.schemas import FILES
+
+    return content_hash("corpus", *((kind, (Path(data_dir) / FILES[kind].filename).read_bytes())
+                                    for kind in CORPUS_COLUMNS))
+
+
+def ensure_tiny_models_for_data(model_cfg: ModelConfig, data_dir: Path, seed: int) -> TinyModelPaths:
+    """`ensure_tiny_models` with the texts of a data directory, keyed by `corpus_key`."""
+    from repo_ray.domain.datagen import corpus_texts
+
+    return ensure_tiny_models(model_cfg, lambda: corpus_texts(data_dir, model_cfg.tiny.tokenizer_corpus_limit),
+                              corpus_key(data_dir), seed)
 
 
 def _paths(entry: Path) -> TinyModelPaths:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repo_ray.config import RepoRayConfig
+from repo_ray.eval.stepstats import COLUMNS
 from repo_ray.pipeline.methods import (
     METHODS,
     CompareError,
@@ -31,20 +32,20 @@ from repo_ray.pipeline.methods import (
     sample_budget,
 )
 from repo_ray.pipeline.ray_setup import init_ray
-from repo_ray.pipeline.rundir import RunDir
+from repo_ray.pipeline.rundir import RunDir, say
+from repo_ray.pipeline.runlog import read_steps
 from repo_ray.pipeline.train import (
     RewardSide,
-    _h,
     probe_tokens,
     run_id_for,
     run_rl,
-    say,
     stage_base,
     stage_data,
     stage_rm,
     stage_sft,
     start_reward_side,
 )
+
 
 @dataclass
 class Trained:
@@ -63,23 +64,22 @@ class Trained:
 def stage_dpo(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_model: Path,
               sft_key: str) -> tuple[Path, str, dict[str, Any]]:
     from repo_ray.domain.schemas import load_rows
-    from repo_ray.learner.group import LearnerGroup
     from repo_ray.model.adapters import write_adapter_dir
+    from repo_ray.pipeline.placement import start_learner_group
 
     pairs = load_rows("preference", data_dir).rows
     epochs = cfg.learner.dpo.epochs
     budget = sample_budget(cfg)
     n = len(pairs) if budget is None else min(len(pairs), max(cfg.learner.batch_size, budget // epochs))
-    key = _h("dpo", sft_key, data_key, n, cfg.learner.dpo.model_dump(mode="json"),
-             cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
-             cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed)
+    stage = rd.stage("method-dpo", sft_key, data_key, n, cfg.learner.dpo.model_dump(mode="json"),
+                     cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
+                     cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed, label="dpo",
+                     output=("methods", "dpo"))
     out = rd.local("methods", "dpo", "adapter")
-    if rd.stage_done("method-dpo", key) and (out / "adapter_config.json").is_file():
-        say(f"dpo: reusing {out}")
-        return out, key, rd.read_json("methods", "dpo", "info.json")
+    if stage.reused(out, (out / "adapter_config.json").is_file()):
+        return out, stage.key, rd.read_json("methods", "dpo", "info.json")
     chosen = random.Random(cfg.seed).sample(pairs, n)
-    t0 = time.perf_counter()
-    group = LearnerGroup(cfg, sft_model, sft_model, mode="dpo", name=f"dpo-{key[:8]}")
+    group = start_learner_group(cfg, sft_model, sft_model, mode="dpo", name=f"dpo-{stage.key[:8]}")
     try:
         steps = group.dpo(chosen, epochs)
         update = group.publish_adapter(0, probe_tokens(sft_model, load_rows("rl", data_dir).rows[0]))
@@ -89,13 +89,11 @@ def stage_dpo(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft
     losses = [s.loss for s in steps]
     info = {"pairs": n, "epochs": epochs, "samples": n * epochs, "optimizer_steps": len(steps),
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(stage.seconds, 1)}
     rd.write_json(info, "methods", "dpo", "info.json")
-    rd.sync_up(rd.local("methods", "dpo"), "methods", "dpo")
-    rd.mark_stage("method-dpo", key, **info)
-    say(f"dpo: {n} pairs x {epochs} epochs, {len(steps)} steps, loss {info['first_loss']:.3f} -> "
-        f"{info['last_loss']:.3f} ({info['seconds']:.0f}s)")
-    return out, key, info
+    stage.finish(f"{n} pairs x {epochs} epochs, {len(steps)} steps, loss {info['first_loss']:.3f} -> "
+                 f"{info['last_loss']:.3f}", out, **{k: v for k, v in info.items() if k != "seconds"})
+    return out, stage.key, info
 
 
 def stage_rl_method(cfg: RepoRayConfig, rd: RunDir, m: Method, data_dir: Path, sft_model: Path, sft_key: str,
@@ -104,23 +102,19 @@ def stage_rl_method(cfg: RepoRayConfig, rd: RunDir, m: Method, data_dir: Path, s
     """One RL method in RUN/methods/NAME; `reward_side()` gives the RM scorer and judge pool
     every method shares (started on first use)."""
     mcfg = method_config(cfg, m)
-    key = _h("rl-method", m.name, sft_key, rm_key, mcfg.learner.model_dump(mode="json"),
-             mcfg.reward.model_dump(mode="json"), mcfg.rollout.model_dump(mode="json"),
-             mcfg.judge.model_dump(mode="json"), mcfg.pipeline.mode, mcfg.pipeline.max_staleness, mcfg.seed)
+    stage = rd.stage(f"method-{m.name}", sft_key, rm_key, mcfg.learner.model_dump(mode="json"),
+                     mcfg.reward.model_dump(mode="json"), mcfg.rollout.model_dump(mode="json"),
+                     mcfg.judge.model_dump(mode="json"), mcfg.pipeline.mode, mcfg.pipeline.max_staleness, mcfg.seed,
+                     label=m.name)
     mrd = RunDir(f"{rd.uri.rstrip('/')}/methods/{m.name}")
     adapter = mrd.local("rl", "final_adapter")
-    if rd.stage_done(f"method-{m.name}", key) and (adapter / "adapter_config.json").is_file():
-        say(f"{m.name}: reusing {adapter}")
-        table = mrd.read_parquet_dir("rl", "steps")
-        return adapter, key, table.to_pylist() if table is not None else []
-    t0 = time.perf_counter()
+    if stage.reused(adapter, (adapter / "adapter_config.json").is_file()):
+        return adapter, stage.key, read_steps(mrd)
     say(f"{m.name}: training ({m.summary})")
     rl = run_rl(mcfg, mrd, run_id_for(mcfg, mrd), data_dir, sft_model, rm_dir, resume=False, progress=progress,
                 reward_side=reward_side())
-    rd.mark_stage(f"method-{m.name}", key, seconds=round(time.perf_counter() - t0, 1), steps=len(rl.steps),
-                  ledger=rl.ledger_counts)
-    say(f"{m.name}: {len(rl.steps)} steps ({time.perf_counter() - t0:.0f}s)")
-    return rl.final_adapter_dir, key, rl.steps
+    stage.finish(f"{len(rl.steps)} steps", steps=len(rl.steps), ledger=rl.ledger_counts)
+    return rl.final_adapter_dir, stage.key, rl.steps
 
 
 def stage_eval(cfg: RepoRayConfig, rd: RunDir, t: Trained, data_dir: Path, data_key: str):
@@ -129,22 +123,20 @@ def stage_eval(cfg: RepoRayConfig, rd: RunDir, t: Trained, data_dir: Path, data_
     from repo_ray.domain.schemas import load_rows
     from repo_ray.eval.harness import PolicyEval, evaluate_policy
 
-    key = _h("eval", t.method.name, t.key, data_key, cfg.eval.model_dump(mode="json"), cfg.rollout.temperature,
-             cfg.rollout.max_new_tokens, cfg.seed)
+    stage = rd.stage(f"eval-{t.method.name}", t.key, data_key, cfg.eval.model_dump(mode="json"),
+                     cfg.rollout.temperature, cfg.rollout.max_new_tokens, cfg.seed, label=f"eval {t.method.name}")
     parts = ("compare", "evals", f"{t.method.name}.json")
-    if rd.stage_done(f"eval-{t.method.name}", key) and rd.exists(*parts):
+    if stage.reused(rd.path(*parts), rd.exists(*parts)):
         return PolicyEval.from_dict(rd.read_json(*parts))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the RL actors are gone; one thread avoids oversubscribing small machines
     try:
-        t0 = time.perf_counter()
         ev = evaluate_policy(t.method.name, cfg, t.model, t.tokenizer, t.adapter, load_rows("eval", data_dir).rows,
                              load_rows("bad_cases", data_dir).rows, cfg.seed)
     finally:
         torch.set_num_threads(threads)
     rd.write_json(ev.to_dict(), *parts)
-    rd.mark_stage(f"eval-{t.method.name}", key, seconds=round(time.perf_counter() - t0, 1))
-    say(f"eval {t.method.name}: {time.perf_counter() - t0:.0f}s")
+    stage.finish("evaluated", rd.path(*parts))
     return ev
 
 
@@ -161,7 +153,7 @@ def compare(cfg: RepoRayConfig, run_dir: str, methods: list[Method] | None = Non
     rd.write_manifest(cfg.model_dump(mode="json"))
     say(f"compare {', '.join(m.name for m in methods)} -> {rd.uri}")
     data_dir, data_key = stage_data(cfg, rd)
-    base, base_key = stage_base(cfg, rd, data_dir, data_key)
+    base, base_key = stage_base(cfg, rd, data_dir)
     sft_model, sft_key = stage_sft(cfg, rd, data_dir, data_key, base, base_key)
     needs_rm = any(m.kind == "rl" for m in methods)
     rm_dir, rm_key = stage_rm(cfg, rd, data_dir, data_key, sft_model, sft_key) if needs_rm else (None, "")
@@ -191,7 +183,7 @@ def compare(cfg: RepoRayConfig, run_dir: str, methods: list[Method] | None = Non
                 if adapter is None:
                     raise CompareError(f"{m.name}: the RL stage ended before its first step (no adapter)")
                 t = Trained(m, sft_model, sft_model, adapter, key, steps,
-                            {"samples": sum(int(s.get("samples") or 0) for s in steps)})
+                            {"samples": sum(int(s.get(COLUMNS.samples) or 0) for s in steps)})
             t.info["train_s"] = round(time.perf_counter() - t0, 1)
             trained.append(t)
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repo_ray.config import RepoRayConfig
-from repo_ray.pipeline.rundir import RunDir
+from repo_ray.pipeline.rundir import RunDir, say
 
 
 def evaluate_run(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, base: Any, sft_model: Path, rl: Any) -> Path:
@@ -34,7 +34,7 @@ def evaluate_run(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, base: Any, sft_
         for name, model, tokenizer, adapter in policies:
             t0 = time.perf_counter()
             evals[name] = evaluate_policy(name, cfg, model, tokenizer, adapter, scenarios, bad_cases, cfg.seed)
-            print(f"[repo-ray] eval {name}: {time.perf_counter() - t0:.0f}s", flush=True)
+            say(f"eval {name}: {time.perf_counter() - t0:.0f}s")
     finally:
         torch.set_num_threads(threads)
     out = rd.local()

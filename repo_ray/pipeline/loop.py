@@ -14,7 +14,6 @@ run continues from the saved episode cursor with exactly the same next step.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import logging
 import math
 import time
@@ -26,6 +25,8 @@ import pyarrow as pa
 
 from repo_ray.config import RepoRayConfig
 from repo_ray.domain.scenario import Scenario
+from repo_ray.eval.stepstats import BatchStats, StepRow, mean_column
+from repo_ray.hashing import stable_seed
 from repo_ray.pipeline.adapter_push import push_adapter
 from repo_ray.pipeline.ledger import Ledger
 from repo_ray.pipeline.metrics import metric
@@ -34,9 +35,6 @@ from repo_ray.rollout.backend import SamplingSettings
 from repo_ray.types import AdapterVerificationError, RewardResult, SampleFate, Trajectory
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "driver_state.json"
-
 
 @dataclass
 class Chunk:
@@ -68,14 +66,10 @@ class _Sample:
 @dataclass
 class StepRecord:
     step: int
+    row: StepRow  # what the steps table gets for this step
     trained: list[_Sample] = field(default_factory=list)
     control: list[_Sample] = field(default_factory=list)
     masked: int = 0
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "little")
 
 
 class RLLoop:
@@ -115,7 +109,7 @@ class RLLoop:
         self.samples_seen = 0
         self.started = time.perf_counter()
         self.log_rows: list[dict[str, Any]] = []
-        self.pending_step_rows: list[dict[str, Any]] = []
+        self.pending_step_rows: list[StepRow] = []  # written by runlog.flush
 
     # ------------------------------------------------------------------ budget
     def steps_total(self) -> int:
@@ -138,7 +132,7 @@ class RLLoop:
         scenarios = [self.scenarios[i % len(self.scenarios)] for i in idx]
         episode_ids = [f"e{i:07d}-{s.scenario_id}" for i, s in zip(idx, scenarios)]
         self.state.cursor = idx.stop
-        chunk = Chunk(self.state.next_chunk, scenarios, episode_ids, _seed(self.cfg.seed, "chunk", idx.start))
+        chunk = Chunk(self.state.next_chunk, scenarios, episode_ids, stable_seed(self.cfg.seed, "chunk", idx.start))
         self.state.next_chunk += 1
         return chunk
 
@@ -371,8 +365,6 @@ class RLLoop:
         self.phase_s[key] += dt
 
     def _complete_step(self, batch: list[_Sample], metrics: Any, push: Any, elapsed: float) -> StepRecord:
-        from repo_ray.eval.stepstats import batch_stats
-
         version = self.state.step
         lags = [version - s.trajectory.adapter_version for s in batch]
         for s in batch:
@@ -388,25 +380,23 @@ class RLLoop:
         self._drop_stale()
         now = time.perf_counter()
         self.samples_seen += len(batch) + len(masked)
-        row: dict[str, Any] = {"step": self.state.step, "adapter_version": self.state.step,
-                               "samples": len(batch), "masked": len(masked),
-                               "max_staleness": max(lags) if lags else 0,
-                               "step_time_s": elapsed, "samples_per_s": self.samples_seen / (now - self.started)}
-        stats = batch_stats([s.trajectory for s in batch + masked], [s.reward for s in batch + masked])
-        row.update({k: v for k, v in stats.items() if k not in ("samples", "masked")})
-        ctl = batch_stats([s.trajectory for s in control], [s.reward for s in control]) if control else {}
-        row.update({f"control_{k}": v for k, v in ctl.items() if k in CONTROL_KEYS})
-        m = metrics.as_dict()
-        row.update({k: m.get(k) for k in ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "kl_to_sft",
-                                            "entropy", "grad_norm")})
-        metric("repo_ray_staleness").set(row["max_staleness"])
+        scored = batch + masked
+        row = StepRow(
+            step=self.state.step, adapter_version=self.state.step, samples=len(batch),
+            max_staleness=max(lags) if lags else 0, step_time_s=elapsed,
+            samples_per_s=self.samples_seen / (now - self.started),
+            batch=BatchStats.of([s.trajectory for s in scored], [s.reward for s in scored]),
+            control=BatchStats.of([s.trajectory for s in control], [s.reward for s in control]) if control else None,
+            learner=metrics,
+        )
+        metric("repo_ray_staleness").set(row.max_staleness)
         metric("repo_ray_samples_total").inc(len(batch), tags={"stage": "train"})
         for src in ("r_total", "r_model", "e_judge", "e_func"):
-            v = row.get(f"{src}_mean")
+            v = getattr(row.batch, mean_column(src))
             if v is not None and not math.isnan(v):
                 metric("repo_ray_reward_mean").set(v, tags={"source": src})
         self.pending_step_rows.append(row)
-        return StepRecord(self.state.step, batch, control, len(masked), row)
+        return StepRecord(self.state.step, row, batch, control, len(masked))
 
     # ------------------------------------------------------------------ drain / close
     def drain(self, reason: str = "checkpoint drain") -> None:
@@ -439,30 +429,6 @@ class RLLoop:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
 
-
-_INT_COLUMNS = ("step", "adapter_version", "samples", "masked", "max_staleness", "control_samples", "control_masked")
-_FLOAT_COLUMNS = (
-    "step_time_s", "samples_per_s", "r_total_mean", "r_model_mean", "e_judge_mean", "e_func_mean", "response_len_mean",
-    "distinct_1", "distinct_2", "control_r_total_mean", "control_r_model_mean", "control_e_judge_mean",
-    "control_e_func_mean", "control_response_len_mean", "control_distinct_1", "control_distinct_2", "policy_loss",
-    "value_loss", "clip_fraction", "approx_kl", "kl_to_sft", "entropy", "grad_norm",
-)
-# steps.parquet: one row per RL step (the report's input); absent values are NaN / 0
-STEPS_SCHEMA = pa.schema([(c, pa.int64()) for c in _INT_COLUMNS] + [(c, pa.float64()) for c in _FLOAT_COLUMNS])
-
-
-def steps_table(rows: list[dict[str, Any]]) -> pa.Table:
-    def value(row: dict[str, Any], col: str) -> Any:
-        v = row.get(col)
-        if col in _INT_COLUMNS:
-            return int(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else 0
-        return float("nan") if v is None else float(v)
-
-    return pa.Table.from_pylist([{c: value(r, c) for c in STEPS_SCHEMA.names} for r in rows], schema=STEPS_SCHEMA)
-
-
-CONTROL_KEYS = ("r_total_mean", "r_model_mean", "e_judge_mean", "e_func_mean", "masked", "samples",
-                "response_len_mean", "distinct_1", "distinct_2")
 
 TRAJECTORY_LOG_SCHEMA = pa.schema([
     ("sample_id", pa.string()), ("role", pa.string()), ("fate", pa.string()), ("step", pa.int64()),
@@ -501,15 +467,15 @@ def _progress(total: int, initial: int):
 
 
 def _update_bar(bar, record: StepRecord) -> None:
-    m = record.metrics
+    row = record.row
 
-    def f(key: str) -> str:
-        v = m.get(key)
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+    def f(v: float | None) -> str:
+        return "-" if v is None or math.isnan(v) else f"{v:.2f}"
 
+    b, c = row.batch, row.control
     bar.set_postfix_str(
-        f"v{m['adapter_version']} {m['samples_per_s']:.1f} samples/s R_total {f('r_total_mean')} "
-        f"(rm {f('r_model_mean')} judge {f('e_judge_mean')} rules {f('e_func_mean')}) "
-        f"ctl {f('control_r_total_mean')} masked {m['masked']}"
+        f"v{row.adapter_version} {row.samples_per_s:.1f} samples/s R_total {f(b.r_total_mean)} "
+        f"(rm {f(b.r_model_mean)} judge {f(b.e_judge_mean)} rules {f(b.e_func_mean)}) "
+        f"ctl {f(c.r_total_mean if c else None)} masked {b.masked}"
     )
     bar.update(1)

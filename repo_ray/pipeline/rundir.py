@@ -1,7 +1,8 @@
 """A run directory: a local absolute path or a pyarrow.fs URI (e.g. s3://bucket/run).
 
 Stages write their outputs under it and a `stage.json` with the hash of their inputs;
-an output is reused only when that hash matches. Every run writes `manifest.json` (git
+an output is reused only when that hash matches (`RunDir.stage`: key, reuse, time, sync,
+mark and print of every stage in one place). Every run writes `manifest.json` (git
 SHA, config, package versions). Models are loaded from local disk, so a remote run
 directory is mirrored into a local scratch copy for the stages that need files.
 """
@@ -13,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,18 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repo_ray.errors import UserError
+from repo_ray.hashing import content_hash
 
 PACKAGES = ("repo-ray", "torch", "ray", "transformers", "peft", "deepspeed", "pyarrow", "vllm")
 
 
 class RunDirError(UserError, ValueError):
     """The run directory cannot be used."""
+
+
+def say(msg: str) -> None:
+    """A progress line of the driver (stdout, flushed: a Ray job's log shows it at once)."""
+    print(f"[repo-ray] {msg}", flush=True)
 
 
 def in_ray_job() -> bool:
@@ -128,12 +135,52 @@ class RunDir:
     def mark_stage(self, stage: str, input_hash: str, **info: Any) -> None:
         self.write_json({"input_hash": input_hash, "finished_at": time.time(), **info}, stage, "stage.json")
 
+    def stage(self, name: str, *inputs: Any, label: str | None = None, output: tuple[str, ...] = ()) -> Stage:
+        """A stage keyed by the content hash of its name and `inputs`; `output` is the part of
+        the run dir it writes (synced up from the local copy when it finishes)."""
+        return Stage(self, name, content_hash(name, *inputs), label or name, output)
+
     def write_manifest(self, config: dict[str, Any]) -> None:
         self.write_json(
             {"git_sha": git_sha(), "config": config, "packages": package_versions(), "python": sys.version,
              "argv": sys.argv, "started_at": time.time()},
             "manifest.json",
         )
+
+
+@dataclass
+class Stage:
+    """One reusable stage of a run. `reused(...)` says whether it finished before with the same
+    key (and prints so); otherwise the caller does the work and calls `finish(...)`, which
+    syncs the output up, writes RUN/<name>/stage.json (key, seconds, info) and prints."""
+
+    rd: RunDir
+    name: str
+    key: str
+    label: str
+    output: tuple[str, ...] = ()
+    started: float = field(default_factory=time.perf_counter)
+
+    def reused(self, where: object, ready: bool = True) -> bool:
+        """True when the stage is done with this key and `ready` (its output is present)."""
+        if ready and self.rd.stage_done(self.name, self.key):
+            say(f"{self.label}: reusing {where}")
+            return True
+        self.started = time.perf_counter()
+        return False
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def finish(self, message: str, where: object = None, **info: Any) -> float:
+        """Sync, mark and print; returns the stage's seconds."""
+        seconds = self.seconds
+        if self.output:
+            self.rd.sync_up(self.rd.local(*self.output), *self.output)
+        self.rd.mark_stage(self.name, self.key, seconds=round(seconds, 1), **info)
+        say(f"{self.label}: {message} ({seconds:.1f}s)" + (f" -> {where}" if where is not None else ""))
+        return seconds
 
 
 def git_sha() -> str | None:

@@ -2,14 +2,13 @@
 
 Stages: data -> tokenizer/tiny model (when no model path is given) -> SFT (merged into
 RUN/sft/model) -> reward model -> RL (repo, ppo or grpo) -> evaluation and report. A
-stage's output is reused only when the hash of its inputs matches (RunDir.stage_done).
+stage's output is reused only when the hash of its inputs matches (RunDir.stage). The run
+log and checkpoints of the RL stage are written by runlog.py.
 The placement of every actor of the run (who runs where, how many) reads in `run_rl`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -17,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from repo_ray.config import RepoRayConfig
+from repo_ray.eval.stepstats import COLUMNS
+from repo_ray.hashing import content_hash
 from repo_ray.pipeline.ledger import Ledger
-from repo_ray.pipeline.loop import STATE_FILE, LoopState, RLLoop, steps_table
+from repo_ray.pipeline.loop import LoopState, RLLoop
 from repo_ray.pipeline.ray_setup import init_ray, run_scoped_name
-from repo_ray.pipeline.rundir import RunDir, in_ray_job
+from repo_ray.pipeline.rundir import RunDir, in_ray_job, say
+from repo_ray.pipeline.runlog import checkpoint, clear, flush, read_steps, restore
 
 log = logging.getLogger(__name__)
 
@@ -31,48 +33,37 @@ class BaseModel:
     policy: Path
 
 
-def _h(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def say(msg: str) -> None:
-    print(f"[repo-ray] {msg}", flush=True)
-
-
 # ---------------------------------------------------------------------------- stages
 def stage_data(cfg: RepoRayConfig, rd: RunDir) -> tuple[Path, str]:
     from repo_ray.domain.datagen import write_dataset
 
     if cfg.data.dir is not None:
-        return Path(cfg.data.dir), _h("external", cfg.data.dir)
-    key = _h("data", cfg.data.model_dump(mode="json"))
+        return Path(cfg.data.dir), content_hash("external", cfg.data.dir)
+    stage = rd.stage("data", cfg.data.model_dump(mode="json"), output=("data",))
     out = rd.local("data")
-    if not rd.stage_done("data", key):
-        t0 = time.perf_counter()
+    if not stage.reused(out):
         write_dataset(cfg.data, out)
-        rd.sync_up(out, "data")
-        rd.mark_stage("data", key, seconds=time.perf_counter() - t0)
-        say(f"data: generated into {out} ({time.perf_counter() - t0:.1f}s)")
-    else:
-        say(f"data: reusing {out}")
-    return out, key
+        stage.finish("generated", out)
+    return out, stage.key
 
 
-def stage_base(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str) -> tuple[BaseModel, str]:
-    from repo_ray.domain.datagen import corpus_texts
-    from repo_ray.model import ensure_tiny_models
+def stage_base(cfg: RepoRayConfig, rd: RunDir, data_dir: Path) -> tuple[BaseModel, str]:
+    """The configured model, or the tiny models built from the data's texts: the cache is
+    keyed on those files' content, as `repo-ray build-model` keys it, so neither rebuilds
+    what the other built."""
+    from repo_ray.model.cache import ensure_tiny_models_for_data
 
     if cfg.model.path is not None:
-        return BaseModel(Path(cfg.model.tokenizer_path or cfg.model.path), Path(cfg.model.path)), _h(cfg.model.path)
+        return (BaseModel(Path(cfg.model.tokenizer_path or cfg.model.path), Path(cfg.model.path)),
+                content_hash(cfg.model.path))
     model_cfg = cfg.model
     cache = Path(model_cfg.cache_dir).expanduser()
     if not cache.is_absolute():  # a Ray job's working dir is a temporary copy: cache in the run dir then
         cache = rd.local(".model-cache") if in_ray_job() else cache.resolve()
-    model_cfg = model_cfg.model_copy(update={"cache_dir": str(cache)})
-    paths = ensure_tiny_models(model_cfg, lambda: corpus_texts(data_dir, cfg.model.tiny.tokenizer_corpus_limit),
-                               data_key, cfg.seed)
+    paths = ensure_tiny_models_for_data(model_cfg.model_copy(update={"cache_dir": str(cache)}), data_dir, cfg.seed)
     say(f"tiny models: {paths.policy_dir.parent}")
-    return BaseModel(paths.tokenizer_dir, paths.policy_dir), _h(str(paths.policy_dir))
+    return BaseModel(paths.tokenizer_dir, paths.policy_dir), content_hash(str(paths.policy_dir))
+
 
 
 def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, base: BaseModel,
@@ -83,16 +74,14 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, bas
     from repo_ray.model import merge_adapter
     from repo_ray.model.adapters import write_adapter_dir
 
-    key = _h("sft", base_key, data_key, cfg.learner.sft.model_dump(mode="json"),
-             cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
-             cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed)
+    stage = rd.stage("sft", base_key, data_key, cfg.learner.sft.model_dump(mode="json"),
+                     cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
+                     cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed, output=("sft",))
     out = rd.local("sft", "model")
-    if rd.stage_done("sft", key) and (out / "config.json").is_file():
-        say(f"sft: reusing {out}")
-        return out, key
+    if stage.reused(out, (out / "config.json").is_file()):
+        return out, stage.key
     dialogues = load_rows("sft", data_dir).rows
-    t0 = time.perf_counter()
-    group = LearnerGroup(cfg, base.policy, base.tokenizer, mode="sft", name=f"sft-{key[:8]}")
+    group = LearnerGroup(cfg, base.policy, base.tokenizer, mode="sft", name=f"sft-{stage.key[:8]}")
     try:
         steps = group.sft(dialogues)
         update = group.publish_adapter(0, [0, 1, 2])
@@ -101,11 +90,9 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, bas
     adapter_dir = write_adapter_dir(update, rd.local("sft", "adapter"))
     merge_adapter(base.policy, adapter_dir, out)
     losses = [s.loss for s in steps]
-    rd.sync_up(rd.local("sft"), "sft")
-    rd.mark_stage("sft", key, seconds=time.perf_counter() - t0, first_loss=losses[0], last_loss=losses[-1],
-                  optimizer_steps=len(steps))
-    say(f"sft: {len(steps)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f} ({time.perf_counter() - t0:.0f}s) -> {out}")
-    return out, key
+    stage.finish(f"{len(steps)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}", out, first_loss=losses[0],
+                 last_loss=losses[-1], optimizer_steps=len(steps))
+    return out, stage.key
 
 
 def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_model: Path,
@@ -113,19 +100,16 @@ def stage_rm(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft_
     from repo_ray.domain.schemas import load_rows
     from reward_actors.rm.train import train_reward_model
 
-    key = _h("rm", sft_key, data_key, cfg.reward.model.model_dump(mode="json"), cfg.seed)
+    stage = rd.stage("rm", sft_key, data_key, cfg.reward.model.model_dump(mode="json"), cfg.seed,
+                     label="reward model", output=("rm",))
     out = rd.local("rm", "model")
-    if rd.stage_done("rm", key):
-        say(f"reward model: reusing {out}")
-        return out, key
+    if stage.reused(out):
+        return out, stage.key
     pairs = load_rows("preference", data_dir).rows
-    t0 = time.perf_counter()
     res = train_reward_model(cfg, pairs, sft_model, out)
     acc = res.held_out.overall.accuracy if res.held_out is not None else float("nan")
-    rd.sync_up(rd.local("rm"), "rm")
-    rd.mark_stage("rm", key, seconds=time.perf_counter() - t0, held_out_accuracy=acc)
-    say(f"reward model: held-out pairwise accuracy {acc:.3f} ({time.perf_counter() - t0:.0f}s) -> {out}")
-    return out, key
+    stage.finish(f"held-out pairwise accuracy {acc:.3f}", out, held_out_accuracy=acc)
+    return out, stage.key
 
 
 # ---------------------------------------------------------------------------- RL
@@ -246,8 +230,7 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
                 push_adapter(update, workers, cfg.rollout.adapter_logprob_tolerance)
             say(f"resumed at step {state.step} (episode cursor {state.cursor})")
         else:
-            for part in ("ledger", "trajectories", "steps", "checkpoints"):
-                rd.delete("rl", part)
+            clear(rd)
 
         loop = RLLoop(cfg, rd, workers, control, pool, learner, scenarios, probe, state, ledger, progress=progress)
         loop.last_update = update
@@ -272,9 +255,7 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
             update = learner.publish_adapter(loop.state.step, probe)
             final = write_adapter_dir(update, rd.local("rl", "final_adapter"))
             rd.sync_up(rd.local("rl", "final_adapter"), "rl", "final_adapter")
-        steps_table = rd.read_parquet_dir("rl", "steps")
-        steps = steps_table.to_pylist() if steps_table is not None else []
-        return RLRun(steps, final, ledger.counts())
+        return RLRun(read_steps(rd), final, ledger.counts())
     finally:
         if loop is not None:
             loop.close()
@@ -289,62 +270,9 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
             reward_side.close()
 
 
-def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
-    """Append this step's ledger entries, trajectory log rows and step row (one part each)."""
-    name = f"part-{step:06d}.parquet"
-    rd.write_parquet(lp.ledger.take_unflushed(), "rl", "ledger", name)
-    log_table = lp.take_log()
-    if log_table is not None:
-        rd.write_parquet(log_table, "rl", "trajectories", name)
-    rows = lp.pending_step_rows
-    lp.pending_step_rows = []
-    if rows:
-        rd.write_parquet(steps_table(rows), "rl", "steps", name)
-
-
-def checkpoint(rd: RunDir, lp: RLLoop, learner) -> None:
-    step = lp.state.step
-    flush(rd, lp, step)
-    ck = rd.local("rl", "checkpoints", f"step-{step:06d}")
-    learner.save_checkpoint(ck)
-    state = {"step": step, "cursor": lp.state.cursor, "next_chunk": lp.state.next_chunk,
-             "turns_per_episode": lp.state.turns_per_episode}
-    (ck / STATE_FILE).write_text(json.dumps(state))
-    rd.sync_up(ck, "rl", "checkpoints", f"step-{step:06d}")
-    rd.write_json({"latest": f"step-{step:06d}", **state}, "rl", "checkpoints", "latest.json")
-    lp.checkpointed_step = step
-
-
-def restore(rd: RunDir, learner) -> tuple[LoopState, Ledger]:
-    """The state of the last checkpoint; log parts written after it are removed."""
-    import pyarrow.compute as pc
-    import pyarrow.fs as pafs
-
-    if not rd.exists("rl", "checkpoints", "latest.json"):
-        say("resume: no checkpoint yet; starting the RL stage from the beginning")
-        for part in ("ledger", "trajectories", "steps"):
-            rd.delete("rl", part)
-        return LoopState(), Ledger()
-    latest = rd.read_json("rl", "checkpoints", "latest.json")
-    ck = rd.local("rl", "checkpoints", latest["latest"])
-    learner.load_checkpoint(ck)
-    step = latest["step"]
-    for part in ("ledger", "trajectories", "steps"):
-        if not rd.exists("rl", part):
-            continue
-        for info in rd.fs.get_file_info(pafs.FileSelector(rd.path("rl", part))):
-            name = info.path.rsplit("/", 1)[-1]
-            if name.startswith("part-") and int(name[5:11]) > step:
-                rd.fs.delete_file(info.path)
-    table = rd.read_parquet_dir("rl", "ledger")
-    ledger = Ledger.from_table(table.filter(pc.less_equal(table["step"], step))) if table is not None else Ledger()
-    return LoopState(step=step, cursor=latest["cursor"], next_chunk=latest["next_chunk"],
-                     turns_per_episode=latest["turns_per_episode"]), ledger
-
-
 # ---------------------------------------------------------------------------- entrypoint
 def run_id_for(cfg: RepoRayConfig, rd: RunDir) -> str:
-    return f"{cfg.name}-{hashlib.sha256(rd.uri.encode()).hexdigest()[:8]}"
+    return f"{cfg.name}-{content_hash(rd.uri, length=8)}"
 
 
 def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool = True,
@@ -365,7 +293,7 @@ def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool
         return out
 
     data_dir, data_key = timed("data", stage_data, cfg, rd)
-    base, base_key = timed("model", stage_base, cfg, rd, data_dir, data_key)
+    base, base_key = timed("model", stage_base, cfg, rd, data_dir)
     sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, data_key, base, base_key)
     rm_dir, _ = timed("rm", stage_rm, cfg, rd, data_dir, data_key, sft_model, sft_key)
     rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress, on_step)
@@ -374,7 +302,7 @@ def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool
                                "rl_steps": len(rl.steps), "timings_s": timings}
     if rl.steps:
         first, last = rl.steps[0], rl.steps[-1]
-        summary["r_total_first_last"] = [first.get("r_total_mean"), last.get("r_total_mean")]
+        summary["r_total_first_last"] = [first.get(COLUMNS.r_total_mean), last.get(COLUMNS.r_total_mean)]
     if evaluate:
         from repo_ray.pipeline.evaluation import evaluate_run
 

@@ -16,7 +16,6 @@ credit flows across turns, so their futures are not needed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from enum import StrEnum
 from repo_ray.domain.scenario import Scenario, render_system_prompt
 from repo_ray.domain.simulator import HotelSimulator, HotelTurn
 from repo_ray.domain.sop import classify_stage
+from repo_ray.hashing import stable_seed
 from repo_ray.rollout.backend import RolloutBackend, SamplingSettings
 from repo_ray.rollout.context import fit_context
 from repo_ray.types import Message, Role, Trajectory
@@ -79,12 +79,6 @@ class _Dialogue:
     last: HotelTurn | None = None
     replied: bool = False
     end: EndReason | None = None
-
-
-def stable_seed(*parts: object) -> int:
-    """A 31-bit seed from any values, the same in every process (unlike hash())."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def _end_reason(d: _Dialogue, turn: HotelTurn, stop_when_settled: bool) -> EndReason | None:

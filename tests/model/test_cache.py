@@ -110,3 +110,33 @@ def test_only_safetensors_weights_and_self_contained_model_dirs(tiny_paths):
     expected = load_tokenizer(tiny_paths.tokenizer_dir).encode("豪华大床房")
     for model_dir in (tiny_paths.policy_dir, tiny_paths.reward_dir):
         assert load_tokenizer(model_dir).encode("豪华大床房") == expected
+
+
+def test_build_model_and_train_share_one_cache_entry(tmp_path, data_dir, monkeypatch):
+    """`repo-ray build-model` then `repo-ray train`'s model stage on the same data: the second
+    reuses the first's entry (both key the cache on the data files' content), also after the
+    data directory is copied elsewhere."""
+    import shutil
+
+    import yaml
+
+    from repo_ray import cli
+    from repo_ray.config import load_config
+    from repo_ray.model import cache
+    from repo_ray.pipeline.rundir import RunDir
+    from repo_ray.pipeline.train import stage_base
+
+    builds = []
+    real_build = cache._build_entry
+    monkeypatch.setattr(cache, "_build_entry", lambda out, *a: (builds.append(out), real_build(out, *a)))
+    small = TINY.model_copy(update={"tokenizer_corpus_limit": 400, "pretrain_steps": 0})
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"model": {"cache_dir": str(tmp_path / "cache"), "dtype": "float32",
+                                                "tiny": small.model_dump(mode="json")}}))
+    assert cli.main(["build-model", "--config", str(config), "--data", str(data_dir)]) == 0
+    assert len(builds) == 1
+    copied = shutil.copytree(data_dir, tmp_path / "data-copy")
+    base, _ = stage_base(load_config(config), RunDir(str(tmp_path / "run")), copied)
+    assert len(builds) == 1  # reused, not rebuilt
+    entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert entries == [base.policy.parent] and (base.policy / "config.json").is_file()
