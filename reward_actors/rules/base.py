@@ -9,6 +9,7 @@ violation of a rule costs exactly its weight.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 import re
@@ -214,8 +215,13 @@ class RuleContext:
 
     history: the prior agent and hotel turns (system messages are dropped).
     allowed_numbers: numbers the agent may state besides the room prices (added
-        automatically) and those of the dialogue so far: for a scenario its star rating and
-        date parts, plus any extra allowed list.
+        automatically) and what the hotel said: for a scenario its star rating and date
+        parts, plus any extra allowed list. The agent's own earlier turns are no evidence
+        (DESIGN.md §7: repeating one's own invention keeps it an invention).
+    star_rating, stay_nights: the scenario's, when known (None: check such claims against
+        the allowed list instead).
+    extra_allowed: the allowed list beyond the scenario facts, which claims of any kind
+        may use (None: allowed_numbers less the room prices).
     names: proper names (hotel, city) that language and number checks skip; room names
         are skipped too.
     """
@@ -226,8 +232,14 @@ class RuleContext:
     allowed_numbers: frozenset[float] = frozenset()
     overlength_chars: int = 600
     names: tuple[str, ...] = ()
+    star_rating: int | None = None
+    stay_nights: int | None = None
+    extra_allowed: frozenset[float] | None = None
     # derived in __post_init__
-    known_numbers: frozenset[float] = field(init=False, repr=False, compare=False)
+    known_numbers: frozenset[float] = field(init=False, repr=False, compare=False)  # allowed, room prices, hotel's
+    hotel_numbers: frozenset[float] = field(init=False, repr=False, compare=False)
+    agent_texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    claim_facts: Any = field(init=False, repr=False, compare=False)  # filled on first use by rules/numbers.py
     name_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     digit_name_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     room_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)  # lower-cased names
@@ -250,12 +262,16 @@ class RuleContext:
         if self.overlength_chars < 1:
             raise ValueError(f"overlength_chars {self.overlength_chars} < 1")
 
+        if self.extra_allowed is not None:
+            set_(self, "extra_allowed", frozenset(float(x) for x in self.extra_allowed))
         known = set(self.allowed_numbers)
         for r in self.room_types:
             known |= {r.current_price, r.target_price, r.floor_price, *r.competitor_prices}
-        for m in history:
-            known.update(numbers_in(m.text))
-        set_(self, "known_numbers", frozenset(known))
+        hotel = frozenset(x for m in history if m.role is Role.HOTEL for x in numbers_in(m.text))
+        set_(self, "hotel_numbers", hotel)
+        set_(self, "known_numbers", frozenset(known | hotel))
+        set_(self, "agent_texts", tuple(m.text for m in history if m.role is Role.AGENT))
+        set_(self, "claim_facts", None)
         set_(self, "internal_prices", frozenset(p for r in self.room_types for p in (r.target_price, r.floor_price)))
         set_(self, "room_pattern", _name_pattern((r.name.lower() for r in self.room_types), 0))
         set_(self, "room_by_lower", {r.name.lower(): r for r in self.room_types})
@@ -295,13 +311,17 @@ class RuleContext:
         overlength_chars: int = 600,
     ) -> RuleContext:
         """The context of one agent turn of a scenario; `history` may include the system prompt."""
+        extra = frozenset(float(x) for x in extra_allowed)
         return cls(
             history=tuple(history),  # type: ignore[arg-type]  # normalized in __post_init__
             language=scenario.language,
             room_types=scenario.room_types,
-            allowed_numbers=frozenset(scenario.allowed_numbers()) | {float(x) for x in extra_allowed},
+            allowed_numbers=frozenset(scenario.allowed_numbers()) | extra,
             overlength_chars=overlength_chars,
             names=(scenario.hotel_name, scenario.city),
+            star_rating=scenario.star_rating,
+            stay_nights=(dt.date.fromisoformat(scenario.check_out) - dt.date.fromisoformat(scenario.check_in)).days,
+            extra_allowed=extra,
         )
 
     @classmethod

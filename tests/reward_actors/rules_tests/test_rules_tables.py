@@ -143,11 +143,13 @@ TABLES: dict[str, list[tuple[str, str, bool]]] = {
     "hallucinated_numbers": [
         ("en", "Last month 30% of hotels in Hangzhou cut prices.", True),
         ("en", "You would get 685 more bookings.", True),
-        ("en", "Could you adjust the Deluxe King to ¥870?", True),
+        ("en", "Competitors nearby sell the Deluxe King at ¥870.", True),  # no competitor charges that
         ("en", "Our 5-star partners nearby all did it.", True),
         ("en", "We have 24/7 support.", True),
         ("zh", "上个月杭州有58%的酒店降价后多了978个订单。", True),
-        ("zh", "能否把豪华大床房调整到¥870？", True),
+        ("zh", "周边竞品豪华大床房才¥870。", True),
+        ("en", "Could you adjust the Deluxe King to ¥870?", False),  # an offer inside [floor, current), no claim
+        ("zh", "能否把豪华大床房调整到¥870？", False),
         ("en", "Could you meet us at ¥950 for the Deluxe King?", False),  # the hotel's own number
         ("en", "To confirm: the Deluxe King at ¥900, for 2027-03-01 – 2027-03-03.", False),
         ("en", "As a 4-star hotel, you deserve more guests.", False),
@@ -165,8 +167,12 @@ def _cases():
             yield pytest.param(rule, lang, text, fires, id=f"{rule}-{'fires' if fires else 'clean'}-{lang}-{i}")
 
 
+# Rules that read a flag of the context, not the reply's text: tested where the flag is made.
+CONTEXT_FLAG_RULES = {"truncated"}
+
+
 def test_every_rule_has_five_firing_and_five_clean_replies():
-    assert set(TABLES) == set(RULE_FUNCS)
+    assert set(TABLES) == set(RULE_FUNCS) - CONTEXT_FLAG_RULES
     for rule, rows in TABLES.items():
         assert sum(f for _, _, f in rows) >= 5, rule
         assert sum(not f for _, _, f in rows) >= 5, rule
