@@ -91,6 +91,9 @@ class Trajectory:
     sits on the last response token; no credit flows across turns. `response_logprobs`
     are log_softmax(logits / temperature) of the sampled tokens, before any top-k/top-p
     warping. `group_id` ties the k samples GRPO draws from one context (None otherwise).
+    `truncated` is True when the reply hit the token budget (rollout.max_new_tokens) without
+    a stop token: its tokens are kept as sampled (the learner trains on them), its text is
+    cut back to the last whole character, and the `truncated` rule charges it (DESIGN.md §7).
     """
 
     sample_id: str
@@ -106,9 +109,11 @@ class Trajectory:
     adapter_version: int
     timings: dict[str, float] = field(default_factory=dict)
     group_id: str | None = None
+    truncated: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.sample_id), "Trajectory.sample_id must be non-empty")
+        _require(isinstance(self.truncated, bool), f"{self.sample_id}: truncated must be a bool")
         _require(bool(self.scenario_id), f"{self.sample_id}: scenario_id must be non-empty")
         _require(self.turn_index >= 0, f"{self.sample_id}: turn_index {self.turn_index} < 0")
         _require(self.adapter_version >= 0, f"{self.sample_id}: adapter_version {self.adapter_version} < 0")

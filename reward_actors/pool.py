@@ -39,7 +39,9 @@ def rule_source_result(trajectory: Trajectory, scenario: Scenario, cfg: RewardCo
     from reward_actors.rules import RuleContext, e_func
 
     t0 = time.perf_counter()
-    ctx = RuleContext.from_scenario(scenario, trajectory.messages, overlength_chars=cfg.overlength_chars)
+    ctx = RuleContext.from_scenario(
+        scenario, trajectory.messages, overlength_chars=cfg.overlength_chars, truncated=trajectory.truncated
+    )
     res = e_func(trajectory.response_text, ctx, cfg.rule_weights)
     return SourceResult(res.e_func, SourceStatus.OK, time.perf_counter() - t0, ",".join(res.violations))
 

@@ -17,6 +17,7 @@ RULES: dict[str, str] = {
     "overlength": "the reply is longer than the configured character budget",
     "price_constraints": "an asked price outside [floor, current] for its room type",
     "hallucinated_numbers": "a number that appears nowhere in the scenario, dialogue or allowed list",
+    "truncated": "the reply was cut at the token budget (rollout.max_new_tokens) before it ended",
 }
 
 # RJ rubric items: each scored in [-10, 10] by the judge, null when not applicable.
@@ -44,6 +45,9 @@ DEFAULT_RULE_WEIGHTS: dict[str, float] = {
     "overlength": 10.0,
     "price_constraints": 40.0,
     "hallucinated_numbers": 30.0,
+    # A cut reply reaches the hotel unfinished (half a sentence, maybe half a price): charged
+    # like an invented number, so rambling to the budget never pays over stopping in time.
+    "truncated": 30.0,
 }
 
 # Sum of |weight| x 10 = 100: a judge that scores every item at an extreme reaches +-n.

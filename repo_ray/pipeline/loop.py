@@ -434,7 +434,8 @@ TRAJECTORY_LOG_SCHEMA = pa.schema([
     ("sample_id", pa.string()), ("role", pa.string()), ("fate", pa.string()), ("step", pa.int64()),
     ("scenario_id", pa.string()), ("turn_index", pa.int64()), ("adapter_version", pa.int64()),
     ("sop_stage", pa.string()), ("response_text", pa.string()), ("response_tokens", pa.int64()),
-    ("context_messages", pa.int64()), ("r_model", pa.float64()), ("e_judge", pa.float64()), ("e_func", pa.float64()),
+    ("truncated", pa.bool_()), ("context_messages", pa.int64()), ("r_model", pa.float64()),
+    ("e_judge", pa.float64()), ("e_func", pa.float64()),
     ("e_enh", pa.float64()), ("r_total", pa.float64()), ("masked", pa.bool_()), ("reason", pa.string()),
     ("rm_status", pa.string()), ("judge_status", pa.string()), ("rules_status", pa.string()),
     ("judge_detail", pa.string()), ("rules_detail", pa.string()), ("generate_s", pa.float64()),
@@ -451,7 +452,7 @@ def trajectory_row(t: Trajectory, r: RewardResult, fate: str, step: int, role: s
     return {
         "sample_id": t.sample_id, "role": role, "fate": fate, "step": step, "scenario_id": t.scenario_id,
         "turn_index": t.turn_index, "adapter_version": t.adapter_version, "sop_stage": t.sop_stage,
-        "response_text": t.response_text, "response_tokens": len(t.response_token_ids),
+        "response_text": t.response_text, "response_tokens": len(t.response_token_ids), "truncated": t.truncated,
         "context_messages": len(t.messages), "r_model": r.r_model, "e_judge": r.e_judge, "e_func": r.e_func,
         "e_enh": r.e_enh, "r_total": r.r_total, "masked": r.masked, "reason": r.reason,
         "rm_status": status("rm"), "judge_status": status("judge"), "rules_status": status("rules"),

@@ -9,7 +9,8 @@ Conventions every backend keeps (the learner relies on them):
 - generation stops at `<|im_end|>` (or another end-of-sequence id of the model); the stop
   token IS kept in `token_ids` / `logprobs` (finish_reason "stop") so training learns to
   stop, and is NOT in `text`. A reply cut by `max_new_tokens` has no stop token
-  (finish_reason "length").
+  (finish_reason "length"): its token ids and logprobs are kept as sampled, and its text
+  (`decode_reply`) ends at the last whole character, never in half a UTF-8 sequence.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class Generation:
     def __post_init__(self) -> None:
         if len(self.token_ids) != len(self.logprobs):
             raise ValueError(f"{len(self.token_ids)} token ids but {len(self.logprobs)} logprobs")
+
+    @property
+    def truncated(self) -> bool:
+        """Cut by max_new_tokens before any stop token."""
+        return self.finish_reason == "length"
 
 
 @runtime_checkable
@@ -142,6 +148,16 @@ def stop_token_ids(tokenizer, generation_eos: int | Sequence[int] | None = None)
         if int(t) not in ids:
             ids.append(int(t))
     return ids
+
+
+def decode_reply(tokenizer, token_ids: Sequence[int], truncated: bool) -> str:
+    """The text of a reply's tokens (stop token already left out). A byte-level tokenizer
+    decodes a character cut by the token budget as U+FFFD (the lossy decode of its first
+    bytes); for a truncated reply that tail is the budget's doing, not the policy's, so it
+    is dropped and the text ends at the last whole character. A reply that stopped on its
+    own keeps any U+FFFD: that breakage is the policy's, and format_breakage charges it."""
+    text = tokenizer.decode(list(token_ids), skip_special_tokens=False)
+    return text.rstrip("\ufffd") if truncated else text
 
 
 def build_backend(cfg, policy_path: str, tokenizer_path: str | None = None, device: str = "auto") -> RolloutBackend:

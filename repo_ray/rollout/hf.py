@@ -24,7 +24,7 @@ from repo_ray.model.adapters import load_adapter_update
 from repo_ray.model.chat import encode_prompt
 from repo_ray.model.export import add_lora
 from repo_ray.model.loading import Dtype, load_policy, load_tokenizer
-from repo_ray.rollout.backend import BackendState, Generation, SamplingSettings, stop_token_ids
+from repo_ray.rollout.backend import BackendState, Generation, SamplingSettings, decode_reply, stop_token_ids
 from repo_ray.types import AdapterAck, AdapterUpdate, AdapterVerificationError, Message
 
 
@@ -122,7 +122,7 @@ class HFBackend(BackendState):
                 tokens, reason, text_ids = ids[: end + 1], "stop", ids[:end]
             results[r // n].append(
                 Generation(
-                    text=self._tokenizer.decode(text_ids, skip_special_tokens=False),
+                    text=decode_reply(self._tokenizer, text_ids, truncated=reason == "length"),
                     prompt_token_ids=list(prompt),
                     token_ids=[int(t) for t in tokens],
                     logprobs=[float(x) for x in logprobs[r, : len(tokens)]],

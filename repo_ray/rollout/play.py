@@ -68,6 +68,11 @@ class RolloutResult:
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.generate_s if self.generate_s > 0 else 0.0
 
+    @property
+    def truncated(self) -> int:
+        """Replies cut at max_new_tokens (never silent: each trajectory says so too)."""
+        return sum(t.truncated for t in self.trajectories)
+
 
 @dataclass(slots=True)
 class _Dialogue:
@@ -154,6 +159,7 @@ def play_negotiations(
                         adapter_version=version,
                         timings=dict(timings),
                         group_id=group_id,
+                        truncated=g.truncated,  # cut at max_new_tokens: the `truncated` rule charges it
                     )
                 )
                 d.sample_ids.append(sample_id)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from repo_ray.errors import ConfigError
 from repo_ray.model.chat import encode_prompt
-from repo_ray.rollout.backend import BackendState, Generation, SamplingSettings, stop_token_ids
+from repo_ray.rollout.backend import BackendState, Generation, SamplingSettings, decode_reply, stop_token_ids
 from repo_ray.types import AdapterAck, AdapterUpdate, AdapterVerificationError, Message
 
 if TYPE_CHECKING:
@@ -167,11 +167,12 @@ class VLLMBackend(BackendState):
             for c in sorted(out.outputs, key=lambda c: c.index):
                 ids = [int(t) for t in c.token_ids]
                 logprobs = [float(step[t].logprob) for step, t in zip(c.logprobs, ids, strict=True)]
-                # "stop" = ended on a stop/eos token (we pass no stop strings); vLLM keeps it in token_ids
+                # "stop" = ended on a stop/eos token (we pass no stop strings); vLLM keeps it in token_ids.
+                # Anything else is finish_reason "length" (max_tokens reached): a truncated reply.
                 stopped = c.finish_reason == "stop" and bool(ids) and ids[-1] in stops
                 row.append(
                     Generation(
-                        text=self._tokenizer.decode(ids[:-1] if stopped else ids, skip_special_tokens=False),
+                        text=decode_reply(self._tokenizer, ids[:-1] if stopped else ids, truncated=not stopped),
                         prompt_token_ids=list(prompt),
                         token_ids=ids,
                         logprobs=logprobs,

@@ -3,6 +3,7 @@ by the names of `repo_ray.domain.rubric.RULES`, and E_func, their weighted sum."
 
 from repo_ray.domain.rubric import RULES
 from reward_actors.rules import guardrails, numbers, surface  # noqa: F401  (fill the registry)
+from reward_actors.rules import truncation  # noqa: F401  (the rule on Trajectory.truncated)
 from reward_actors.rules.base import MAX_VIOLATIONS, RULE_FUNCS, RuleContext, RuleResult, register_rule
 from reward_actors.rules.efunc import EFunc, e_func, run_rules
 

@@ -224,6 +224,9 @@ class RuleContext:
         may use (None: allowed_numbers less the room prices).
     names: proper names (hotel, city) that language and number checks skip; room names
         are skipped too.
+    truncated: the reply was cut at the token budget (`Trajectory.truncated`). The one fact
+        about the reply a context carries, as its text cannot show it; set it per reply
+        (default False, so a context shared by the replies of a turn stays reply-free).
     """
 
     history: tuple[Message, ...] = ()
@@ -232,6 +235,7 @@ class RuleContext:
     allowed_numbers: frozenset[float] = frozenset()
     overlength_chars: int = 600
     names: tuple[str, ...] = ()
+    truncated: bool = False
     star_rating: int | None = None
     stay_nights: int | None = None
     extra_allowed: frozenset[float] | None = None
@@ -309,6 +313,7 @@ class RuleContext:
         history: Sequence[Message | Mapping[str, str]],
         extra_allowed: Iterable[float] = (),
         overlength_chars: int = 600,
+        truncated: bool = False,
     ) -> RuleContext:
         """The context of one agent turn of a scenario; `history` may include the system prompt."""
         extra = frozenset(float(x) for x in extra_allowed)
@@ -319,6 +324,7 @@ class RuleContext:
             allowed_numbers=frozenset(scenario.allowed_numbers()) | extra,
             overlength_chars=overlength_chars,
             names=(scenario.hotel_name, scenario.city),
+            truncated=truncated,
             star_rating=scenario.star_rating,
             stay_nights=(dt.date.fromisoformat(scenario.check_out) - dt.date.fromisoformat(scenario.check_in)).days,
             extra_allowed=extra,
@@ -326,8 +332,9 @@ class RuleContext:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], overlength_chars: int = 600) -> RuleContext:
-        """The context of one `repo-ray check-rules` line: history, language, room_types and an
-        optional allowed_numbers list (other keys, such as the response, are not read here).
+        """The context of one `repo-ray check-rules` line: history, language, room_types, an
+        optional allowed_numbers list and an optional truncated flag (other keys, such as the
+        response, are not read here).
         Raises ValueError with a one-line reason naming the field."""
         for key in ("history", "language", "room_types"):
             if key not in record:
@@ -383,12 +390,16 @@ class RuleContext:
             raise ValueError(f"allowed_numbers: expected a list of numbers, got {type(allowed).__name__}")
         for j, x in enumerate(allowed):
             _finite(x, f"allowed_numbers[{j}]")
+        truncated = record.get("truncated", False)
+        if not isinstance(truncated, bool):
+            raise ValueError(f"truncated: expected true or false, got {truncated!r}")
         return cls(
             history=tuple(messages),
             language=language,
             room_types=tuple(rooms),
             allowed_numbers=frozenset(float(x) for x in allowed),
             overlength_chars=overlength_chars,
+            truncated=truncated,
         )
 
 

@@ -53,6 +53,7 @@ def test_rollout_against_each_persona_gives_well_formed_trajectories(backend, pe
             assert set(t.response_mask) == {1}
             assert im_end not in t.response_token_ids[:-1]  # a reply ends at its first <|im_end|>
             assert t.response_token_ids[-1] == im_end or len(t.response_token_ids) == SAMPLING.max_new_tokens
+            assert t.truncated == (t.response_token_ids[-1] != im_end)  # cut at the budget, and it says so
             # the context: system prompt whole, then a suffix of the dialogue so far, within budget
             full = ep.transcript[: 1 + 2 * t.turn_index]
             assert t.messages[0] == full[0]
