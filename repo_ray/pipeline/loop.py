@@ -6,6 +6,14 @@ version V only if V - v <= pipeline.max_staleness, otherwise it is discarded. `s
 generate -> reward -> train in series with the same concurrency inside each stage.
 Rewards are consumed as they arrive. Every sample id ends in the ledger exactly once.
 
+GRPO batches hold whole groups (`select_batch`): the k = learner.grpo.group_size replies to
+one context are trained together or not at all, so every group baseline is the mean over k
+samples of its own context. A masked member drops its whole group: it is recorded masked
+(its own reason) and its siblings discarded ("group ...: member ... masked"), never trained
+as a smaller group. Re-normalising the survivors would bias the baseline wherever masking
+depends on the reply (a judge that times out on long replies, an RM failing on odd text):
+the baseline would then be taken over the replies that happened to be scored.
+
 Checkpoints are drain points: samples still buffered or in flight are recorded as
 discarded ("checkpoint drain") in an uninterrupted and a resumed run alike, so a resumed
 run continues from the saved episode cursor with exactly the same next step.
@@ -18,6 +26,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +81,38 @@ class StepRecord:
     masked: int = 0
 
 
+def select_batch(samples: Sequence[_Sample], version: int, staleness: int, batch_size: int,
+                 group_size: int = 1) -> list[_Sample] | None:
+    """The next batch from the buffered (unmasked) samples, or None while it is not complete.
+
+    Eligible: trained at learner `version` within `staleness` adapter versions. With
+    group_size 1 the batch is the first `batch_size` eligible samples by (adapter version,
+    sample id). With group_size k > 1 (GRPO) it is the first batch_size / k complete groups
+    (all k members present) by (adapter version, group id): whole groups only, so every
+    group baseline is taken over k replies. Pure, no Ray."""
+    eligible = [s for s in samples if version - s.trajectory.adapter_version <= staleness]
+    if group_size == 1:
+        if len(eligible) < batch_size:
+            return None
+        return sorted(eligible, key=lambda s: (s.trajectory.adapter_version, s.trajectory.sample_id))[:batch_size]
+    if batch_size % group_size:
+        raise ValueError(f"batch size {batch_size} is not a multiple of the group size {group_size}")
+    groups: dict[str, list[_Sample]] = {}
+    for s in eligible:
+        if s.trajectory.group_id is None:
+            raise ValueError(f"sample {s.trajectory.sample_id} has no group_id but groups of {group_size} are trained")
+        groups.setdefault(s.trajectory.group_id, []).append(s)
+    oversized = [k for k, g in groups.items() if len(g) > group_size]
+    if oversized:
+        raise ValueError(f"groups with more than {group_size} samples: {oversized}")
+    complete = sorted((g for g in groups.values() if len(g) == group_size),
+                      key=lambda g: (g[0].trajectory.adapter_version, g[0].trajectory.group_id))
+    need = batch_size // group_size
+    if len(complete) < need:
+        return None
+    return [s for g in complete[:need] for s in sorted(g, key=lambda s: s.trajectory.sample_id)]
+
+
 class RLLoop:
     """Owns the run's queues; all Ray wiring of the RL stage lives here and in train.py."""
 
@@ -98,6 +139,7 @@ class RLLoop:
         self.buffer: list[_Sample] = []
         self.control_done: list[_Sample] = []
         self.masked_since_step: list[_Sample] = []
+        self.dropped_groups: dict[str, str] = {}  # GRPO group id -> why (a member was masked)
         self.train_future: cf.Future | None = None
         self.last_update = None  # the last AdapterUpdate pushed (re-pushed to restarted workers)
         self.checkpointed_step = state.step
@@ -260,13 +302,33 @@ class RLLoop:
 
         trajectory, control = self.rewards.pop(ref)
         reward: RewardResult = ray.get(ref)
-        sample = _Sample(trajectory, reward, time.perf_counter())
+        self._accept(_Sample(trajectory, reward, time.perf_counter()), control)
+
+    def _accept(self, sample: _Sample, control: bool = False) -> None:
+        """File a scored sample: control, masked (its GRPO group dropped), or buffered."""
+        trajectory, reward = sample.trajectory, sample.reward
         if control:
             self.control_done.append(sample)
         elif reward.masked:
             self.masked_since_step.append(sample)
+            self._drop_group(sample)
+        elif trajectory.group_id in self.dropped_groups:
+            self._finish(sample, SampleFate.DISCARDED, self.dropped_groups[trajectory.group_id])
         else:
             self.buffer.append(sample)
+
+    def _drop_group(self, masked: _Sample) -> None:
+        """A masked GRPO member takes its group out of training (module docstring): the
+        siblings already buffered are discarded now, later ones as they arrive."""
+        gid = masked.trajectory.group_id
+        if self.group_size == 1 or gid is None:
+            return
+        why = f"group {gid}: member {masked.trajectory.sample_id} masked ({masked.reward.reason})"
+        self.dropped_groups[gid] = why
+        for s in [s for s in self.buffer if s.trajectory.group_id == gid]:
+            self._finish(s, SampleFate.DISCARDED, why)
+        self.buffer = [s for s in self.buffer if s.trajectory.group_id != gid]
+
 
     # ------------------------------------------------------------------ training
     def _ready_batch(self) -> list[_Sample] | None:
@@ -276,12 +338,7 @@ class RLLoop:
         self._drop_stale()
         if self.mode == "sync" and (self.rollouts or self.rewards or self.retry):
             return None  # series: train only once generation and rewards of the step are done
-        version = self.state.step
-        eligible = [s for s in self.buffer if version - s.trajectory.adapter_version <= self.staleness]
-        if len(eligible) < self.batch_size:
-            return None
-        eligible.sort(key=lambda s: (s.trajectory.adapter_version, s.trajectory.sample_id))
-        return eligible[: self.batch_size]
+        return select_batch(self.buffer, self.state.step, self.staleness, self.batch_size, self.group_size)
 
     def _drop_stale(self) -> None:
         version = self.state.step
@@ -421,6 +478,7 @@ class RLLoop:
         for s in self.buffer + self.masked_since_step:
             self._finish(s, SampleFate.DISCARDED, reason)
         self.buffer, self.masked_since_step, self.control_done = [], [], []
+        self.dropped_groups = {}  # nothing of a dropped group is in flight any more
 
     def take_log(self) -> pa.Table | None:
         rows, self.log_rows = self.log_rows, []
