@@ -352,7 +352,11 @@ class PPOSettings(_Section):
 
 
 class GRPOSettings(_Section):
-    group_size: int = Field(4, ge=2, description="responses sampled per agent-turn context (k)")
+    group_size: int = Field(
+        4, ge=2, description="responses sampled per agent-turn context (k); a batch holds whole groups "
+        "(learner.batch_size a multiple of k) and a group with a masked member is dropped whole (its siblings "
+        "discarded in the ledger): a smaller group's baseline would be taken over the replies that got scored",
+    )
     reward: Literal["rm", "enhanced"] = Field("rm", description="rm: R_model only; enhanced: R_total (ablation)")
     clip_eps: float = Field(0.2, gt=0, description="policy ratio clip")
     kl_coef: float = Field(0.0, ge=0, description="KL penalty to the SFT reference")
@@ -400,6 +404,11 @@ class LearnerConfig(_Section):
         if self.batch_size % per_step:
             raise ValueError(
                 f"batch_size {self.batch_size} is not a multiple of micro_batch_size x world_size = {per_step}"
+            )
+        if self.algorithm == "grpo" and self.batch_size % self.grpo.group_size:
+            raise ValueError(  # pipeline/loop.py select_batch: a GRPO batch holds whole groups
+                f"batch_size {self.batch_size} is not a multiple of grpo.group_size {self.grpo.group_size}: "
+                "a GRPO batch holds whole groups"
             )
         return self
 

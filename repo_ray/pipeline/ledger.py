@@ -59,6 +59,9 @@ class Ledger:
     def fate(self, sample_id: str) -> SampleFate:
         return self._entries[sample_id].fate
 
+    def entry(self, sample_id: str) -> LedgerEntry:
+        return self._entries[sample_id]
+
     def counts(self) -> dict[str, int]:
         return dict(Counter(e.fate.value for e in self._entries.values()))
 
