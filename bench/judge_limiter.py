@@ -97,7 +97,7 @@ async def _await(resp):
 def run_phase(server: JudgeServerProcess, run_id: str, q: float, burst: int, n_requests: int,
               autoscaling: JudgeAutoscaling) -> PhaseResult:
     """Deploy a pool, send n_requests at once through its handle, measure at the server."""
-    from reward_actors.judge.serve import deploy_judge_pool
+    from repo_ray.pipeline.placement import deploy_judge_pool
 
     cfg = judge_config(server.base_url, q, burst, autoscaling)
     pool = deploy_judge_pool(cfg, dict(DEFAULT_JUDGE_WEIGHTS), run_id, deadline_s=120.0)

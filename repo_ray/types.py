@@ -49,6 +49,16 @@ class SampleFate(StrEnum):
     DISCARDED = "discarded"
 
 
+# The Ray namespace of every named actor and Serve app of repo-ray.
+NAMESPACE = "repo_ray"
+
+
+def run_scoped_name(kind: str, run_id: str) -> str:
+    """Name of a named actor / Serve app of one run: Serve apps, limiters and actors carry
+    the run id so two runs on one cluster never share state."""
+    return f"{kind}-{run_id}"
+
+
 # Names of the three reward sources, used as keys of RewardResult.sources.
 SOURCE_RM = "rm"
 SOURCE_JUDGE = "judge"

@@ -1,6 +1,7 @@
 """The RewardPool: per trajectory, RF, RJ and RM asked concurrently, one `RewardResult` back.
 
-`RewardPool` is an async Ray actor; `pool.score.remote(trajectory, scenario)` returns an
+`RewardPool` is an async Ray actor (made remote, like `RuleChecker`, in
+repo_ray/pipeline/placement.py); `pool.score.remote(trajectory, scenario)` returns an
 ObjectRef that resolves when that sample's sources have all answered (or timed out), so
 the driver consumes rewards as they finish with `ray.wait`. RM calls are micro-batched
 (the scorer is a batched model); rule checks go round-robin to `RuleChecker` actors; the
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +22,7 @@ import ray
 
 from repo_ray.config import RewardConfig
 from repo_ray.domain.scenario import Scenario
-from repo_ray.pipeline.metrics import metric
+from repo_ray.telemetry import record
 from repo_ray.types import SOURCE_JUDGE, SOURCE_RM, SOURCE_RULES, RewardResult, SourceResult, SourceStatus, Trajectory
 from reward_actors.combine import combine_sources
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 # Actor failures worth one more try: the actor is being restarted (max_restarts) or was.
 _RETRYABLE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 ACTOR_RETRIES = 2
-SERVE_PROBE_DEADLINE_S = 0.5
 
 
 def rule_source_result(trajectory: Trajectory, scenario: Scenario, cfg: RewardConfig) -> SourceResult:
@@ -61,7 +60,6 @@ async def _within(awaitable: Awaitable[Any], deadline: float) -> Any:
     return task.result()
 
 
-@ray.remote
 class RuleChecker:
     """CPU regex rules for batches of trajectories (thin shell over `rule_source_result`)."""
 
@@ -116,7 +114,6 @@ class _RMBatcher:
                 fut.set_result(float(s))
 
 
-@ray.remote
 class RewardPool:
     """Fans each trajectory out to the enabled sources and combines their answers."""
 
@@ -138,7 +135,6 @@ class RewardPool:
         if SOURCE_RULES in self.cfg.sources and not rule_checkers:
             raise ValueError("reward.sources enables the rules but no RuleChecker was given")
         self.in_flight = 0
-        self.recent: dict[str, deque[float]] = {}
 
     async def _ask(self, call: Callable[[], Awaitable[Any]], timeout_s: float) -> SourceResult:
         """One source's answer as a SourceResult: timeouts and errors become statuses."""
@@ -165,7 +161,7 @@ class RewardPool:
         from reward_actors.judge.prompt import JudgeContext
 
         self.in_flight += 1
-        metric("repo_ray_queue_depth").set(self.in_flight, tags={"queue": "reward"})
+        record("repo_ray_queue_depth", self.in_flight, queue="reward")
         try:
             t = self.cfg.timeouts
             calls: dict[str, Awaitable[SourceResult]] = {
@@ -178,49 +174,12 @@ class RewardPool:
                 ctx = JudgeContext.from_trajectory(trajectory, scenario)
                 calls[SOURCE_JUDGE] = self._ask(lambda: self.judge.score.remote(ctx), t.judge_s)
             answers = await asyncio.gather(*calls.values())
-            result = combine_sources(trajectory.sample_id, dict(zip(calls, answers)), self.cfg)
-            self._record(result)
-            return result
+            # the driver records the result's figures (latency, status, reward) as it receives them
+            return combine_sources(trajectory.sample_id, dict(zip(calls, answers)), self.cfg)
         finally:
             self.in_flight -= 1
-            metric("repo_ray_queue_depth").set(self.in_flight, tags={"queue": "reward"})
-
-    def _record(self, result: RewardResult) -> None:
-        for name, src in result.sources.items():
-            metric("repo_ray_source_latency_seconds").observe(src.latency_s, tags={"source": name})
-            if src.ok:
-                self._recent(name, src.score)
-            else:
-                metric("repo_ray_source_failures_total").inc(1, tags={"source": name, "status": src.status.value})
-        if result.masked:
-            metric("repo_ray_masked_total").inc(1, tags={"reason": result.reason.split(":")[0][:40]})
-        else:
-            self._recent("total", result.r_total)
-        metric("repo_ray_samples_total").inc(1, tags={"stage": "reward"})
-
-    def _recent(self, source: str, value: float) -> None:
-        window = self.recent.setdefault(source, deque(maxlen=100))
-        window.append(value)
-        metric("repo_ray_reward_recent").set(sum(window) / len(window), tags={"source": source})
+            record("repo_ray_queue_depth", self.in_flight, queue="reward")
 
     def ping(self) -> bool:
         return True
 
-
-def start_reward_pool(cfg, rm_scorer: Any, judge_handle: Any | None, num_cpus: float = 0.1,
-                      checker_cpus: float = 0.1, max_restarts: int = 3):
-    """RuleChecker actors (reward.num_rule_checkers) and the RewardPool actor of a run."""
-    reward_cfg = cfg.reward.model_dump(mode="json")
-    checkers = [
-        RuleChecker.options(num_cpus=checker_cpus, max_restarts=max_restarts, max_task_retries=-1).remote(reward_cfg)
-        for _ in range(cfg.reward.num_rule_checkers)
-    ] if SOURCE_RULES in cfg.reward.sources else []
-    # The pool holds the judge pool's Serve handle: on a busy node its router's 0.1 s probe of
-    # replica queue lengths times out and requests sit in its retry loop; give probes longer.
-    env = {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": str(SERVE_PROBE_DEADLINE_S)}
-    pool = RewardPool.options(num_cpus=num_cpus, max_restarts=max_restarts, max_concurrency=1000,
-                              runtime_env={"env_vars": env}).remote(
-        reward_cfg, rm_scorer, checkers, judge_handle if SOURCE_JUDGE in cfg.reward.sources else None,
-        rm_batch=cfg.reward.model.batch_size,
-    )
-    return pool, checkers

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from repo_ray.eval.eval_judge import DIFFERENCES
-from repo_ray.eval.harness import DialogueResult, PolicyEval
 from repo_ray.eval.metrics import METRICS, Estimate, gain
+from repo_ray.eval.results import DialogueResult, PolicyEval
 from repo_ray.eval.stepstats import COLUMNS, CONTROL_PREFIX, mean_column
 
 SOURCES = (("r_total", "R_total"), ("r_model", "R_model (RM)"), ("e_judge", "E_judge (RJ)"), ("e_func", "E_func (RF)"))

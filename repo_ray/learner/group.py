@@ -18,6 +18,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from repo_ray.learner.trainers import (
     summarize_rl,
     summarize_supervised,
 )
+from repo_ray.telemetry import record
 from repo_ray.types import AdapterUpdate, RewardResult, Trajectory
 
 MODES = (*RL_ALGORITHMS, "sft", "dpo")
@@ -369,6 +371,25 @@ class _DeepSpeedRank:
             shutil.rmtree(self.store_dir, ignore_errors=True)
 
 
+def resolve_mode(cfg: RepoRayConfig, mode: str | None) -> str:
+    """The group's mode: `mode`, or learner.algorithm; ValueError for an unknown one."""
+    mode = mode or cfg.learner.algorithm
+    if mode not in MODES:
+        raise ValueError(f"unknown learner mode {mode!r}; expected one of {', '.join(MODES)}")
+    return mode
+
+
+@dataclass(frozen=True)
+class LearnerPlacement:
+    """Where the ranks run, decided by repo_ray/pipeline/placement.py: a ready placement group
+    with one bundle per rank, each rank's Ray actor options, and whether all ranks share one
+    node (then they rendezvous through a file there)."""
+
+    group: Any  # ray.util.placement_group.PlacementGroup
+    rank_options: list[dict[str, Any]]
+    one_node: bool
+
+
 class LearnerGroup:
     """Driver-side handle of the learner job. Modes: repo, ppo, grpo (RL: `train_step`),
     sft (`sft`), dpo (`dpo`); `base_model_path` is the SFT-merged model for dpo and RL (the
@@ -378,55 +399,40 @@ class LearnerGroup:
     enhanced by judge and rules), ppo on r_model (RM only), grpo on r_model unless
     learner.grpo.reward is "enhanced" (then r_total). Masked samples never enter the loss.
 
-    `name` (e.g. `run_scoped_name("learner", run_id)`) names the rank actors
-    (`NAME-rank0`, ...) and the placement group; None leaves them unnamed. Ranks have no
-    max_restarts: a dead rank breaks the collective job, so recovery is a new group plus
-    `load_checkpoint`.
+    Start it with `repo_ray.pipeline.placement.start_learner_group`, which reserves the
+    placement group and names the ranks. The group owns the placement from then on and
+    frees it in `shutdown` (also when setup fails).
     """
 
     def __init__(self, cfg: RepoRayConfig, base_model_path: str | os.PathLike, tokenizer_path: str | os.PathLike,
-                 mode: str | None = None, name: str | None = None, placement_timeout_s: float = 120.0):
+                 placement: LearnerPlacement, mode: str | None = None):
         import ray
-        from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         self.cfg = cfg
-        self.mode = mode or cfg.learner.algorithm
-        if self.mode not in MODES:
-            raise ValueError(f"unknown learner mode {self.mode!r}; expected one of {', '.join(MODES)}")
-        learner = cfg.learner
-        self.world_size = learner.world_size
-        bundle = {"CPU": learner.num_cpus_per_rank}
-        if learner.num_gpus_per_rank:
-            bundle["GPU"] = learner.num_gpus_per_rank
-        # One node on CPU (gloo over loopback); on GPU, PACK fills a node and may spill over.
-        strategy = "PACK" if learner.num_gpus_per_rank else "STRICT_PACK"
-        self.placement = placement_group([dict(bundle) for _ in range(self.world_size)], strategy=strategy,
-                                         name=f"{name}-pg" if name else "")
-        ready, _ = ray.wait([self.placement.ready()], timeout=placement_timeout_s)
-        if not ready:
-            ray.util.remove_placement_group(self.placement)
-            raise PlacementError(
-                f"learner placement group ({self.world_size} x {bundle}, {strategy}) not placed within "
-                f"{placement_timeout_s:.0f} s: the cluster lacks the resources (learner.world_size / num_*_per_rank)"
-            )
-        env = {} if learner.num_gpus_per_rank else {"DS_ACCELERATOR": "cpu"}
+        self.placement = placement.group
+        self.ranks: list[Any] = []
+        try:
+            self.mode = resolve_mode(cfg, mode)
+        except ValueError:
+            self.shutdown()
+            raise
+        self.world_size = len(placement.rank_options)
         actor_cls = ray.remote(_DeepSpeedRank)
         cfg_json = cfg.model_dump_json()
         self.ranks = [
             actor_cls.options(
-                num_cpus=learner.num_cpus_per_rank, num_gpus=learner.num_gpus_per_rank,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=i),
-                runtime_env={"env_vars": env}, name=f"{name}-rank{i}" if name else None,
+                **opts, scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement,
+                                                                             placement_group_bundle_index=i),
             ).remote(i, self.world_size, cfg_json, os.fspath(base_model_path), os.fspath(tokenizer_path), self.mode)
-            for i in range(self.world_size)
+            for i, opts in enumerate(placement.rank_options)
         ]
         started = time.perf_counter()
         try:
             master_addr = ray.get(self.ranks[0].node_ip.remote())
             master_port = ray.get(self.ranks[0].free_port.remote())
-            # STRICT_PACK put every rank on rank 0's node: rendezvous through a file there.
-            store = ray.get(self.ranks[0].new_store_path.remote()) if strategy == "STRICT_PACK" else None
+            # every rank on rank 0's node (STRICT_PACK): rendezvous through a file there
+            store = ray.get(self.ranks[0].new_store_path.remote()) if placement.one_node else None
             self.engine_init_s = max(ray.get([r.setup.remote(master_addr, master_port, store) for r in self.ranks]))
         except ray.exceptions.RayTaskError as err:
             self.shutdown()
@@ -456,7 +462,7 @@ class LearnerGroup:
         kl_coef = RLSettings.from_config(self.cfg.learner, self.mode).kl_coef
         metrics = summarize_rl(self.mode, stats, results[0][1], elapsed, kl_coef)
         self.optimizer_steps += metrics.optimizer_steps
-        self._observe(elapsed)
+        record("repo_ray_learner_step_seconds", elapsed)
         return metrics
 
     def sft(self, dialogues, epochs: int | None = None) -> list[SupervisedMetrics]:
@@ -518,14 +524,6 @@ class LearnerGroup:
         steps = self._all("load_checkpoint_files", ray.put(files))
         self.optimizer_steps = steps[0]
         return steps[0]
-
-    def _observe(self, seconds: float) -> None:
-        try:
-            from repo_ray.pipeline.metrics import metric
-
-            metric("repo_ray_learner_step_seconds").observe(seconds)
-        except Exception:  # metrics must never fail a training step (e.g. no metrics agent)
-            pass
 
     def shutdown(self) -> None:
         """Leave the process group, end the rank actors and free the placement group."""

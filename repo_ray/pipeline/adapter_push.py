@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from repo_ray.telemetry import record
 from repo_ray.types import AdapterAck, AdapterUpdate, AdapterVerificationError
 
 
@@ -87,7 +88,7 @@ def push_adapter(
     ack_refs = {worker_id: handle.load_adapter.remote(ref) for worker_id, handle in workers.items()}
     acks = collect_acks(update, ack_refs, tolerance, timeout_s)
     push_s = time.perf_counter() - started
-    from repo_ray.pipeline.metrics import metric
-
-    metric("repo_ray_adapter_push_seconds").observe(push_s)
+    record("repo_ray_adapter_push_seconds", push_s)
+    for ack in acks:  # what each worker now plays (a restarted one is back at 0 until re-pushed)
+        record("repo_ray_adapter_version", ack.version, worker=ack.worker_id)
     return AdapterPush(update.version, acks, put_s, push_s)

@@ -38,9 +38,9 @@ from repo_ray.eval.stepstats import BatchStats, StepRow, mean_column
 from repo_ray.hashing import stable_seed
 from repo_ray.pipeline.adapter_push import push_adapter
 from repo_ray.pipeline.ledger import Ledger
-from repo_ray.pipeline.metrics import metric
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.rollout.backend import SamplingSettings
+from repo_ray.telemetry import RewardMeter, record
 from repo_ray.types import AdapterVerificationError, RewardResult, SampleFate, Trajectory
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class RLLoop:
         self.started = time.perf_counter()
         self.log_rows: list[dict[str, Any]] = []
         self.pending_step_rows: list[StepRow] = []  # written by runlog.flush
+        self.reward_meter = RewardMeter()  # reward series from the results as they arrive
 
     # ------------------------------------------------------------------ budget
     def steps_total(self) -> int:
@@ -257,8 +258,9 @@ class RLLoop:
         for t in result.trajectories:
             rref = self.pool.score.remote(t, scen[t.scenario_id])
             self.rewards[rref] = (t, chunk.control)
+        record("repo_ray_tokens_total", result.new_tokens, worker=worker_id)
         if not chunk.control:
-            metric("repo_ray_samples_total").inc(len(result.trajectories), tags={"stage": "rollout"})
+            record("repo_ray_samples_total", len(result.trajectories), stage="rollout")
 
     def _wait_ready(self, worker_ids, timeout_s: float = 180.0) -> None:
         """Block until each worker answers ping (a killed one is being restarted by Ray)."""
@@ -302,6 +304,7 @@ class RLLoop:
 
         trajectory, control = self.rewards.pop(ref)
         reward: RewardResult = ray.get(ref)
+        self.reward_meter.record(reward)
         self._accept(_Sample(trajectory, reward, time.perf_counter()), control)
 
     def _accept(self, sample: _Sample, control: bool = False) -> None:
@@ -405,8 +408,8 @@ class RLLoop:
                 else:
                     time.sleep(0.01)
                 self._tick()
-                metric("repo_ray_queue_depth").set(len(self.buffer), tags={"queue": "train"})
-                metric("repo_ray_queue_depth").set(len(self.rollouts), tags={"queue": "rollout"})
+                record("repo_ray_queue_depth", len(self.buffer), queue="train")
+                record("repo_ray_queue_depth", len(self.rollouts), queue="rollout")
         finally:
             if bar is not None:
                 bar.close()
@@ -446,12 +449,12 @@ class RLLoop:
             control=BatchStats.of([s.trajectory for s in control], [s.reward for s in control]) if control else None,
             learner=metrics,
         )
-        metric("repo_ray_staleness").set(row.max_staleness)
-        metric("repo_ray_samples_total").inc(len(batch), tags={"stage": "train"})
+        record("repo_ray_staleness", row.max_staleness)
+        record("repo_ray_samples_total", len(batch), stage="train")
         for src in ("r_total", "r_model", "e_judge", "e_func"):
             v = getattr(row.batch, mean_column(src))
             if v is not None and not math.isnan(v):
-                metric("repo_ray_reward_mean").set(v, tags={"source": src})
+                record("repo_ray_reward_mean", v, source=src)
         self.pending_step_rows.append(row)
         return StepRecord(self.state.step, row, batch, control, len(masked))
 

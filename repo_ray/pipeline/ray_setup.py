@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
-NAMESPACE = "repo_ray"
+from repo_ray.types import NAMESPACE, run_scoped_name
+
+__all__ = ["NAMESPACE", "init_ray", "run_scoped_name"]  # the naming contract lives in types.py
 
 
 def init_ray(
@@ -52,8 +54,3 @@ def _local_only_ports() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
 
-
-def run_scoped_name(kind: str, run_id: str) -> str:
-    """Name of a named actor / Serve app of one run: Serve apps, limiters and actors carry
-    the run id so two runs on one cluster never share state."""
-    return f"{kind}-{run_id}"

@@ -4,7 +4,7 @@ Stages: data -> tokenizer/tiny model (when no model path is given) -> SFT (merge
 RUN/sft/model) -> reward model -> RL (repo, ppo or grpo) -> evaluation and report. A
 stage's output is reused only when the hash of its inputs matches (RunDir.stage). The run
 log and checkpoints of the RL stage are written by runlog.py.
-The placement of every actor of the run (who runs where, how many) reads in `run_rl`.
+The placement of every actor of the run (who runs where, how many) reads in placement.py.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, bas
               base_key: str) -> tuple[Path, str]:
     """SFT with LoRA on the original base, merged into RUN/sft/model (the base of all RL)."""
     from repo_ray.domain.schemas import load_rows
-    from repo_ray.learner.group import LearnerGroup
     from repo_ray.model import merge_adapter
+    from repo_ray.pipeline.placement import start_learner_group
     from repo_ray.model.adapters import write_adapter_dir
 
     stage = rd.stage("sft", base_key, data_key, cfg.learner.sft.model_dump(mode="json"),
@@ -81,7 +81,7 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, bas
     if stage.reused(out, (out / "config.json").is_file()):
         return out, stage.key
     dialogues = load_rows("sft", data_dir).rows
-    group = LearnerGroup(cfg, base.policy, base.tokenizer, mode="sft", name=f"sft-{stage.key[:8]}")
+    group = start_learner_group(cfg, base.policy, base.tokenizer, mode="sft", name=f"sft-{stage.key[:8]}")
     try:
         steps = group.sft(dialogues)
         update = group.publish_adapter(0, [0, 1, 2])
@@ -155,9 +155,9 @@ class RewardSide:
 
 def start_reward_side(cfg: RepoRayConfig, rm_dir: Path, run_id: str, judge: bool | None = None) -> RewardSide:
     """RM scorer and (when `judge`, default: the judge is in reward.sources) the judge pool."""
-    from reward_actors.rm.scorer import start_rm_scorer
+    from repo_ray.pipeline.placement import start_rm_scorer
 
-    side = RewardSide(start_rm_scorer(cfg, rm_dir, num_cpus=0.25, name=run_scoped_name("rm-scorer", run_id)), None, [])
+    side = RewardSide(start_rm_scorer(cfg, rm_dir, run_id=run_id), None, [])
     try:
         if "judge" in cfg.reward.sources if judge is None else judge:
             judge_cfg = cfg.judge
@@ -169,7 +169,7 @@ def start_reward_side(cfg: RepoRayConfig, rm_dir: Path, run_id: str, judge: bool
                 side.servers.append(srv)
                 judge_cfg = judge_cfg.model_copy(update={"base_url": srv.base_url})
                 say(f"local judge server: {srv.base_url}")
-            from reward_actors.judge.serve import deploy_judge_pool
+            from repo_ray.pipeline.placement import deploy_judge_pool
 
             side.judge_pool = deploy_judge_pool(judge_cfg, cfg.reward.judge_weights, run_id,
                                                 max(1.0, cfg.reward.timeouts.judge_s - 1.0))
@@ -186,11 +186,9 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
     import ray
 
     from repo_ray.domain.schemas import load_rows
-    from repo_ray.learner.group import LearnerGroup
     from repo_ray.model.adapters import write_adapter_dir
     from repo_ray.pipeline.adapter_push import push_adapter
-    from repo_ray.rollout.worker import make_rollout_worker
-    from reward_actors.pool import start_reward_pool
+    from repo_ray.pipeline.placement import start_learner_group, start_reward_pool, start_rollout_fleet
 
     scenarios = load_rows("rl", data_dir).rows
     tokenizer = sft_model  # merge_adapter copies the tokenizer next to the merged model
@@ -209,18 +207,9 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
         pool, checkers = start_reward_pool(cfg, reward_side.rm, judge_pool.handle if judge_pool else None)
         actors += [pool, *checkers]
         # --- rollout fleet (+ the frozen-policy control) and the learner group
-        workers = {
-            f"rollout-{i}": make_rollout_worker(cfg, str(sft_model), str(tokenizer), f"rollout-{i}",
-                                                name=run_scoped_name(f"rollout-{i}", run_id))
-            for i in range(cfg.rollout.num_workers)
-        }
-        actors += list(workers.values())
-        control = None
-        if cfg.pipeline.frozen_control:
-            control = make_rollout_worker(cfg, str(sft_model), str(tokenizer), "control",
-                                          name=run_scoped_name("rollout-control", run_id))
-            actors.append(control)
-        learner = LearnerGroup(cfg, sft_model, tokenizer, name=run_scoped_name("learner", run_id))
+        workers, control = start_rollout_fleet(cfg, sft_model, tokenizer, run_id)
+        actors += [*workers.values(), *([control] if control is not None else [])]
+        learner = start_learner_group(cfg, sft_model, tokenizer, name=run_scoped_name("learner", run_id))
 
         state, ledger, update = LoopState(), Ledger(), None
         if resume:

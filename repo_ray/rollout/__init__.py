@@ -10,12 +10,12 @@ from repo_ray.rollout.backend import (
     Generation,
     RolloutBackend,
     SamplingSettings,
-    build_backend,
     stop_token_ids,
 )
 from repo_ray.rollout.context import ContextBudgetError, fit_context
 from repo_ray.rollout.play import EndReason, EpisodeSummary, RolloutResult, play_negotiations, stable_seed
 
+from repo_ray.rollout.worker import build_backend
 __all__ = [
     "ContextBudgetError",
     "EndReason",

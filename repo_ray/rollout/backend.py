@@ -159,22 +159,3 @@ def decode_reply(tokenizer, token_ids: Sequence[int], truncated: bool) -> str:
     text = tokenizer.decode(list(token_ids), skip_special_tokens=False)
     return text.rstrip("\ufffd") if truncated else text
 
-
-def build_backend(cfg, policy_path: str, tokenizer_path: str | None = None, device: str = "auto") -> RolloutBackend:
-    """The backend `rollout.backend` names, for a RepoRayConfig: HF with `learner.lora`
-    settings (so the learner's adapters fit), or vLLM with `rollout.vllm`. "auto" device:
-    CUDA when visible (Ray hides GPUs from an actor that reserved none), else CPU."""
-    if cfg.rollout.backend == "vllm":
-        from repo_ray.rollout.vllm_backend import VLLMBackend
-
-        return VLLMBackend.from_config(cfg, policy_path, tokenizer_path)
-    from repo_ray.rollout.hf import HFBackend
-
-    return HFBackend(
-        policy_path,
-        tokenizer_path,
-        lora=cfg.learner.lora,
-        dtype=cfg.model.dtype,
-        device=device,
-        trust_remote_code=cfg.model.trust_remote_code,
-    )

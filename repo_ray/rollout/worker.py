@@ -1,6 +1,6 @@
 """`RolloutWorker`: the thin Ray actor that holds one backend (HF or vLLM) and plays
-negotiations with `play_negotiations`; `make_rollout_worker` creates it with its
-placement and fault-tolerance options.
+negotiations with `play_negotiations`. A plain class: repo_ray/pipeline/placement.py makes
+it remote with its placement and fault-tolerance options.
 
 Fault tolerance: the actor restarts up to `rollout.max_restarts` times, but its tasks are
 not retried by Ray (max_task_retries 0). A restarted worker comes back with the base
@@ -18,7 +18,7 @@ from typing import Any
 
 from repo_ray.config import RepoRayConfig
 from repo_ray.domain.scenario import Scenario
-from repo_ray.rollout.backend import SamplingSettings, build_backend
+from repo_ray.rollout.backend import RolloutBackend, SamplingSettings
 from repo_ray.rollout.play import RolloutResult, play_negotiations
 from repo_ray.types import AdapterAck, AdapterUpdate
 
@@ -39,6 +39,27 @@ def _scenario(item: Scenario | Mapping[str, Any]) -> Scenario:
     return Scenario.from_row(row)
 
 
+def build_backend(cfg, policy_path: str, tokenizer_path: str | None = None, device: str = "auto") -> RolloutBackend:
+    """The backend `rollout.backend` names, for a RepoRayConfig: HF with `learner.lora`
+    settings (so the learner's adapters fit), or vLLM with `rollout.vllm`. "auto" device:
+    CUDA when visible (Ray hides GPUs from an actor that reserved none), else CPU. It lives
+    here, not in backend.py, because both backends import backend.py."""
+    if cfg.rollout.backend == "vllm":
+        from repo_ray.rollout.vllm_backend import VLLMBackend
+
+        return VLLMBackend.from_config(cfg, policy_path, tokenizer_path)
+    from repo_ray.rollout.hf import HFBackend
+
+    return HFBackend(
+        policy_path,
+        tokenizer_path,
+        lora=cfg.learner.lora,
+        dtype=cfg.model.dtype,
+        device=device,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+
+
 class RolloutWorker:
     """One rollout worker; every method is a thin call into the pure code."""
 
@@ -55,7 +76,7 @@ class RolloutWorker:
         group_size: int = 1,
     ) -> RolloutResult:
         r = self.cfg.rollout
-        result = play_negotiations(
+        return play_negotiations(  # the driver counts the result's new_tokens
             self.backend,
             [_scenario(s) for s in scenarios],
             episode_ids,
@@ -64,13 +85,9 @@ class RolloutWorker:
             max_prompt_tokens=r.max_prompt_tokens,
             group_size=group_size,
         )
-        self._record("repo_ray_tokens_total", result.new_tokens)
-        return result
 
     def load_adapter(self, update: AdapterUpdate) -> AdapterAck:
-        ack = self.backend.load_adapter(update, self.worker_id)
-        self._record("repo_ray_adapter_version", ack.version)
-        return ack
+        return self.backend.load_adapter(update, self.worker_id)  # the driver records the version
 
     def version(self) -> int:
         return self.backend.adapter_version
@@ -86,36 +103,3 @@ class RolloutWorker:
             backend=self.cfg.rollout.backend,
         )
 
-    def _record(self, name: str, value: float) -> None:
-        from repo_ray.pipeline.metrics import metric
-
-        m = metric(name)
-        tags = {"worker": self.worker_id}
-        if name.endswith("_total"):
-            m.inc(value, tags=tags)
-        else:
-            m.set(value, tags=tags)
-
-
-def rollout_worker_options(cfg: RepoRayConfig, name: str | None = None) -> dict[str, Any]:
-    """Ray actor options of a rollout worker (placement and fault tolerance) from the config."""
-    options: dict[str, Any] = {
-        "max_restarts": cfg.rollout.max_restarts,
-        "max_task_retries": 0,  # see the module docstring: the driver resubmits after a re-push
-        "num_cpus": cfg.rollout.num_cpus_per_worker,
-        "num_gpus": cfg.rollout.num_gpus_per_worker,
-    }
-    if name is not None:
-        options["name"] = name
-    return options
-
-
-def make_rollout_worker(
-    cfg: RepoRayConfig, policy_path: str, tokenizer_path: str | None, worker_id: str, name: str | None = None
-):
-    """Start one RolloutWorker actor; returns its handle (methods: rollout, load_adapter,
-    version, ping). `name` (e.g. run_scoped_name("rollout-0", run_id)) makes it a named actor."""
-    import ray
-
-    actor = ray.remote(RolloutWorker).options(**rollout_worker_options(cfg, name))
-    return actor.remote(cfg, str(policy_path), None if tokenizer_path is None else str(tokenizer_path), worker_id)

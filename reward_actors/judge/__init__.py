@@ -5,7 +5,7 @@ How the reward pool uses it (one SourceResult per agent turn; never raises for j
 failures):
 
     from reward_actors.judge import JudgeContext
-    from reward_actors.judge.serve import deploy_judge_pool
+    from repo_ray.pipeline.placement import deploy_judge_pool   # the driver deploys it
 
     pool = deploy_judge_pool(cfg.judge, cfg.reward.judge_weights, run_id, cfg.reward.timeouts.judge_s)
     ctx = JudgeContext.from_trajectory(trajectory, scenario)   # scenario of trajectory.scenario_id
@@ -18,8 +18,8 @@ result = await judge.score(ctx)`, optionally with `gate=LocalGate(JudgeRateLimit
 
 Modules: prompt (JudgeContext, build_judge_messages), schema (parse_judge_answer,
 e_judge), client (JudgeClient), limiter (JudgeRateLimiter and its Ray actor), serve
-(JudgeCaller deployment, deploy_judge_pool), heuristics + server (the local judge).
-This package imports no Ray at import time; `serve` does.
+(the JudgeCaller replica and the JudgePool handle; repo_ray/pipeline/placement.py deploys
+them), heuristics + server (the local judge). This package imports no Ray at import time.
 """
 
 from reward_actors.judge.client import JudgeClient, LocalGate

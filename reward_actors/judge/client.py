@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import httpx
 
 from repo_ray.config import JudgeConfig
+from repo_ray.telemetry import record
 from repo_ray.types import SourceResult, SourceStatus
 from reward_actors.judge.limiter import LATE_PERMIT_S, MAX_PERMIT_RETRIES, CallOutcome, JudgeRateLimiter, Permit
 from reward_actors.judge.prompt import JudgeContext, build_judge_messages, prompt_text
@@ -82,7 +83,7 @@ class LocalGate:
 
 
 class ActorGate:
-    """The run's JudgeLimiterActor (see limiter.get_or_create_limiter)."""
+    """The run's JudgeLimiterActor (created by repo_ray/pipeline/placement.get_or_create_limiter)."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
@@ -98,33 +99,6 @@ class ActorGate:
 
     def __repr__(self) -> str:
         return "ActorGate()"
-
-
-class _Metrics:
-    """The judge series of repo_ray/pipeline/metrics.py; silent where Ray's metrics are unavailable."""
-
-    def __init__(self) -> None:
-        try:
-            from repo_ray.pipeline.metrics import metric
-
-            self.requests = metric("repo_ray_judge_requests_total")
-            self.rate_limited = metric("repo_ray_judge_rate_limited_total")
-            self.retries = metric("repo_ray_judge_retries_total")
-            self.latency = metric("repo_ray_judge_latency_seconds")
-            self.ok = True
-        except Exception:  # noqa: BLE001 - metrics must never break scoring
-            self.ok = False
-
-    def call(self, outcome: str, latency_s: float) -> None:
-        if self.ok:
-            self.requests.inc(1.0, tags={"status": outcome})
-            self.latency.observe(latency_s)
-            if outcome == "rate_limited":
-                self.rate_limited.inc(1.0)
-
-    def retry(self) -> None:
-        if self.ok:
-            self.retries.inc(1.0)
 
 
 @dataclass(slots=True)
@@ -220,7 +194,6 @@ class JudgeClient:
         self._clock = clock
         self._http: httpx.AsyncClient | None = None
         self._cache: OrderedDict[str, JudgeVerdict] = OrderedDict()
-        self._metrics = _Metrics()
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
 
     def __repr__(self) -> str:  # no key, no headers: only where it points
@@ -293,7 +266,7 @@ class JudgeClient:
                 if self._clock() + delay >= deadline:
                     last.reason += f"; per-sample deadline {deadline_s:g}s reached"
                     break
-                self._metrics.retry()
+                record("repo_ray_judge_retries_total")
                 await asyncio.sleep(delay)
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -377,8 +350,11 @@ class JudgeClient:
         else:
             att = self._read(resp)
             att.http_status = resp.status_code
-        self._metrics.call(att.outcome if att.outcome not in ("server_error", "client_error") else "http_error",
-                           self._clock() - t0)
+        outcome = att.outcome if att.outcome not in ("server_error", "client_error") else "http_error"
+        record("repo_ray_judge_requests_total", status=outcome)
+        record("repo_ray_judge_latency_seconds", self._clock() - t0)
+        if outcome == "rate_limited":
+            record("repo_ray_judge_rate_limited_total")
         if att.outcome != "ok":
             log.debug("judge call failed: %s", att.reason)
         return att

@@ -32,6 +32,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from repo_ray.config import JudgeBudget, JudgeRateLimit
+from repo_ray.telemetry import record
+from repo_ray.types import run_scoped_name
 
 log = logging.getLogger(__name__)
 
@@ -270,13 +272,12 @@ def arrival_rate(times: list[float], since: float | None = None) -> float:
 
 # ---------------------------------------------------------------------------- Ray actor
 def ray_gauges(name: str, value: float, tags: Mapping[str, str]) -> None:
-    from repo_ray.pipeline.metrics import metric
-
-    metric(name).set(value, tags=dict(tags) or None)
+    record(name, value, **tags)
 
 
 class JudgeLimiterActor:
-    """Thin Ray actor around JudgeRateLimiter (one per run; every judge replica calls it)."""
+    """Thin Ray actor around JudgeRateLimiter (one per run; every judge replica calls it).
+    Made remote, named limiter_name(run_id), by repo_ray/pipeline/placement.py."""
 
     def __init__(self, rate: dict[str, Any], budget: dict[str, Any]) -> None:
         self._limiter = JudgeRateLimiter(JudgeRateLimit(**rate), JudgeBudget(**budget), gauges=ray_gauges)
@@ -299,24 +300,5 @@ class JudgeLimiterActor:
 
 
 def limiter_name(run_id: str) -> str:
-    from repo_ray.pipeline.ray_setup import run_scoped_name
-
     return run_scoped_name(LIMITER_KIND, run_id)
 
-
-def get_or_create_limiter(run_id: str, rate: JudgeRateLimit, budget: JudgeBudget):
-    """The run's named limiter actor (namespace repo_ray), created on first use.
-
-    The creator owns it: create it from the driver before deploying the judge pool so it
-    lives as long as the run. `max_restarts=0` on purpose: a restarted limiter would forget
-    the spent budget and overspend; losing it fails closed (judge calls end with status
-    error and the samples are masked)."""
-    import ray
-
-    from repo_ray.pipeline.ray_setup import NAMESPACE
-
-    actor_cls = ray.remote(JudgeLimiterActor)
-    return actor_cls.options(
-        name=limiter_name(run_id), namespace=NAMESPACE, get_if_exists=True, num_cpus=0, max_restarts=0,
-        max_concurrency=1,
-    ).remote(rate.model_dump(), budget.model_dump())

@@ -16,7 +16,6 @@ import ray
 import torch
 
 from repo_ray.algos.reward_enhance import RMNormalizer
-from repo_ray.config import RepoRayConfig
 from repo_ray.model.loading import Dtype, load_reward_model, load_tokenizer
 from repo_ray.types import Trajectory
 from reward_actors.rm.data import trajectory_input_ids
@@ -122,10 +121,9 @@ class RewardModelScorer:
         return [self.normalizer(s) for s in raw] if normalize else raw
 
 
-@ray.remote
 class RMScorer:
-    """The reward model as a Ray actor. GPUs come from the actor options (`rm_scorer_options`):
-    with a GPU assigned it scores on cuda, otherwise on CPU."""
+    """The reward model as a Ray actor (made remote in repo_ray/pipeline/placement.py). GPUs
+    come from its actor options: with a GPU assigned it scores on cuda, otherwise on CPU."""
 
     def __init__(self, rm_dir: str, normalization: str = "zscore", batch_size: int = 32, dtype: Dtype = "float32"):
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
@@ -143,20 +141,3 @@ class RMScorer:
         return {"device": s.device, "rm_dir": str(s.rm_dir), "mean": s.stats.mean, "std": s.stats.std,
                 "normalizer": [s.normalizer.mean, s.normalizer.std], "max_tokens": s.stats.max_tokens}
 
-
-def rm_scorer_options(
-    cfg: RepoRayConfig, num_cpus: float = 1.0, max_restarts: int = 3, name: str | None = None
-) -> dict:
-    """Ray actor options of the RMScorer: `reward.model.num_gpus` GPUs (0: CPU scoring)."""
-    opts: dict = {"num_cpus": num_cpus, "num_gpus": cfg.reward.model.num_gpus, "max_restarts": max_restarts}
-    if name is not None:
-        opts["name"] = name
-    return opts
-
-
-def start_rm_scorer(cfg: RepoRayConfig, rm_dir: str | os.PathLike, **options):
-    """An RMScorer handle for a trained RM directory, configured from `cfg` (normalization,
-    batch size, dtype on GPU, GPUs); `options` are passed to `rm_scorer_options`."""
-    return RMScorer.options(**rm_scorer_options(cfg, **options)).remote(
-        str(rm_dir), cfg.reward.rm_normalization, cfg.reward.model.batch_size, cfg.model.dtype
-    )

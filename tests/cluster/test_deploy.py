@@ -1,6 +1,6 @@
 """deploy/: the Dockerfile builds this package's two variants, the Prometheus and compose files
 point at what Ray writes and at files that exist, and the Grafana dashboard queries only series
-the code exports (repo_ray/pipeline/metrics.py), each the way its kind allows."""
+the code exports (repo_ray/telemetry.py), each the way its kind allows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from repo_ray.pipeline.metrics import METRICS, exported_name
+from repo_ray.telemetry import METRICS, exported_name
 
 from .conftest import DEPLOY, ROOT, load_yaml
 

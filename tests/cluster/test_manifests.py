@@ -14,12 +14,9 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from repo_ray.config import load_config
-from reward_actors.judge.serve import build_judge_app
+from repo_ray.pipeline.placement import RM_SCORER_CPUS, build_judge_app
 
 from .conftest import CLUSTER, DEPLOY, ROOT, k8s_quantity, load_yaml, pod_groups, ray_container
-
-# run_rl starts the RMScorer with this many CPUs (repo_ray/pipeline/train.py)
-RM_SCORER_CPUS = 0.25
 
 
 def ray_resources(group: dict) -> dict[str, float]:

@@ -11,10 +11,10 @@ from repo_ray.eval.harness import (
     PolicyEval,
     PolicySpecError,
     parse_policy_spec,
-    read_evals,
     replay_deal_turns,
 )
 from repo_ray.eval.metrics import METRICS, BadCaseOutcome
+from repo_ray.eval.results import read_evals
 from repo_ray.types import Message, Role
 
 EVAL_SETTINGS = {

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from repo_ray.eval.eval_judge import DIFFERENCES
-from repo_ray.eval.harness import DialogueResult, PolicyEval, read_evals, write_evals
 from repo_ray.eval.metrics import METRICS, BadCaseRecord, DialogueRecord, capabilities, compute_metrics, dialogue_rating
 from repo_ray.eval.report import eval_table_markdown, load_steps, reward_rise, write_eval_markdown, write_report
+from repo_ray.eval.results import DialogueResult, PolicyEval, read_evals, write_evals
 from tests.eval.helpers import ONE_ROOM, TWO_ROOMS, a, h, reply
 
 STEP_COLUMNS = (

@@ -17,10 +17,10 @@ import torch
 from repo_ray.config import RepoRayConfig
 from repo_ray.errors import ModelLoadError
 from repo_ray.domain.schemas import load_rows
-from repo_ray.learner.group import LearnerGroup
 from repo_ray.learner.models import build_policy
 from repo_ray.model import load_policy, merge_adapter
 from repo_ray.model.adapters import load_adapter_update, probe_logprob
+from repo_ray.pipeline.placement import start_learner_group
 from repo_ray.types import Message, Role
 from tests.learner.conftest import LORA, learner_config, reward
 
@@ -46,8 +46,8 @@ def scenario(ray_local, domain_models, base_trajectories, learner_tokenizer, tmp
         for world, zero in ((1, 0), (2, 2)):
             cfg = RepoRayConfig(seed=3, learner=learner_config(world_size=world, zero_stage=zero,
                                                                micro_batch_size=4 // world))
-            groups[world] = LearnerGroup(cfg, domain_models.policy_dir, domain_models.tokenizer_dir,
-                                         name=f"test-learner-w{world}")
+            groups[world] = start_learner_group(cfg, domain_models.policy_dir, domain_models.tokenizer_dir,
+                                                name=f"test-learner-w{world}")
         out = {"groups": groups, "probe": probe, "ckpt": tmp_path_factory.mktemp("learner-ckpt")}
         out["step1"] = {w: g.train_step(batch) for w, g in groups.items()}
         out["weights1"] = {w: g.trainable_weights() for w, g in groups.items()}
@@ -135,8 +135,8 @@ def test_sft_and_dpo_entry_points_train_through_the_group(ray_local, domain_mode
     learner.sft.max_tokens = learner.dpo.max_tokens = 200
     cfg = RepoRayConfig(learner=learner)
     for mode, rows in (("sft", dialogues), ("dpo", pairs)):
-        group = LearnerGroup(cfg, domain_models.policy_dir, domain_models.tokenizer_dir, mode=mode,
-                             name=f"test-learner-{mode}")
+        group = start_learner_group(cfg, domain_models.policy_dir, domain_models.tokenizer_dir, mode=mode,
+                                    name=f"test-learner-{mode}")
         try:
             metrics = getattr(group, mode)(rows, epochs=3)
         finally:
@@ -151,8 +151,8 @@ def test_a_base_model_that_cannot_be_loaded_fails_in_one_line_naming_it_and_free
         ray_local, domain_models, tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(ModelLoadError, match=str(missing)) as info:
-        LearnerGroup(RepoRayConfig(learner=learner_config()), missing, domain_models.tokenizer_dir,
-                     name="test-learner-bad")
+        start_learner_group(RepoRayConfig(learner=learner_config()), missing, domain_models.tokenizer_dir,
+                            name="test-learner-bad")
     assert "\n" not in str(info.value)
     states = [pg["state"] for pg in ray_local.util.placement_group_table().values()
               if pg["name"] == "test-learner-bad-pg"]

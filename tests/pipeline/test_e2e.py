@@ -100,7 +100,7 @@ def test_every_series_the_grafana_dashboard_reads_is_served_as_its_kind(pipeline
 
     from ray._private.worker import global_worker
 
-    from repo_ray.pipeline.metrics import METRICS
+    from repo_ray.telemetry import METRICS
 
     def metric_name(series: str) -> str:  # ray_NAME, or ray_NAME_bucket/_sum/_count of a histogram
         name = series.removeprefix("ray_")

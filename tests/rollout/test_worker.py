@@ -10,8 +10,8 @@ import pytest
 
 from repo_ray.config import RepoRayConfig
 from repo_ray.pipeline.adapter_push import collect_acks, push_adapter
+from repo_ray.pipeline.placement import rollout_worker_options
 from repo_ray.rollout import SamplingSettings
-from repo_ray.rollout.worker import rollout_worker_options
 from repo_ray.types import AdapterAck, AdapterVerificationError
 
 from .conftest import make_adapter_update
@@ -31,10 +31,10 @@ def cfg(domain_model_cfg, lora_settings) -> RepoRayConfig:
 
 @pytest.fixture(scope="module")
 def workers(ray_local, cfg, domain_models):
-    from repo_ray.rollout.worker import make_rollout_worker
+    from repo_ray.pipeline.placement import start_rollout_worker
 
-    handles = {f"rollout-{i}": make_rollout_worker(cfg, domain_models.policy_dir, domain_models.tokenizer_dir,
-                                                   f"rollout-{i}") for i in range(2)}
+    handles = {f"rollout-{i}": start_rollout_worker(cfg, domain_models.policy_dir, domain_models.tokenizer_dir,
+                                                    f"rollout-{i}") for i in range(2)}
     ray_local.get([h.ping.remote() for h in handles.values()])
     yield handles
     for h in handles.values():

@@ -9,11 +9,9 @@ import asyncio
 import json
 import time
 
-
 from repo_ray.config import JudgeAutoscaling, JudgeConfig, JudgeRateLimit
 from repo_ray.domain.rubric import DEFAULT_JUDGE_WEIGHTS
-from repo_ray.pipeline.ray_setup import NAMESPACE, run_scoped_name
-from repo_ray.types import SourceStatus
+from repo_ray.types import NAMESPACE, SourceStatus, run_scoped_name
 from reward_actors.judge.limiter import arrival_rate, max_window_count
 
 from .judge_helpers import distinct_contexts
@@ -35,7 +33,7 @@ async def _await(resp):
 def test_one_replica_reaches_the_limiter_rate_through_the_named_limiter(ray_local, server):
     from ray import serve
 
-    from reward_actors.judge.serve import deploy_judge_pool
+    from repo_ray.pipeline.placement import deploy_judge_pool
 
     server.control(latency_s=0.05)
     one = JudgeAutoscaling(min_replicas=1, max_replicas=1, max_ongoing_requests=64, num_cpus_per_replica=0.1)
@@ -61,7 +59,8 @@ def test_one_replica_reaches_the_limiter_rate_through_the_named_limiter(ray_loca
 
 
 def test_autoscaled_pool_scaling_one_to_four_never_exceeds_q_plus_burst_per_second(ray_local, server):
-    from reward_actors.judge.serve import deploy_judge_pool, replica_count
+    from repo_ray.pipeline.placement import deploy_judge_pool
+    from reward_actors.judge.serve import replica_count
 
     server.control(latency_s=0.05)
     scaling = JudgeAutoscaling(min_replicas=1, max_replicas=4, initial_replicas=1, target_ongoing_requests=2,
@@ -100,7 +99,7 @@ def test_autoscaled_pool_scaling_one_to_four_never_exceeds_q_plus_burst_per_seco
 
 def test_limiter_actor_is_one_named_actor_per_run_shared_by_every_caller(ray_local):
     from repo_ray.config import JudgeBudget
-    from reward_actors.judge.limiter import get_or_create_limiter
+    from repo_ray.pipeline.placement import get_or_create_limiter
 
     rate = JudgeRateLimit(requests_per_s=1000, burst=10)
     a = get_or_create_limiter("t-shared", rate, JudgeBudget(max_calls=3))

@@ -18,10 +18,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def stack(ray_local, trained_rm, domain_model_cfg):  # noqa: F811
-    from reward_actors.judge.serve import deploy_judge_pool
+    from repo_ray.pipeline.placement import deploy_judge_pool, start_reward_pool, start_rm_scorer
     from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
-    from reward_actors.pool import start_reward_pool
-    from reward_actors.rm.scorer import start_rm_scorer
 
     srv = JudgeServerProcess.start(JudgeServerOptions(seed=0))
     cfg = RepoRayConfig.model_validate({

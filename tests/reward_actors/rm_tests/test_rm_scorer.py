@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from repo_ray.pipeline.placement import start_rm_scorer
 from reward_actors.rm.data import split_by_scenario
-from reward_actors.rm.scorer import RewardModelScorer, score_batch, start_rm_scorer
+from reward_actors.rm.scorer import RewardModelScorer, score_batch
 
 from .helpers import trajectory
 
