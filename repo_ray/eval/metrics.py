@@ -69,8 +69,14 @@ EXTRA_ITEM_PROBLEMS: dict[str, tuple[str, Severity]] = {
     "price_pursuit": ("dropped_price_pursuit", Severity.MAJOR),
     "no_overpromising": ("over_promise", DEFECTS["over_promise"].severity),
 }
+# Rules no registered (text) defect is caught by: what their violation counts as.
+EXTRA_RULE_PROBLEMS: dict[str, tuple[str, Severity]] = {
+    "truncated": ("truncated_reply", Severity.MAJOR),  # a fact of the generation, not injectable text
+}
 RULE_DEFECTS: dict[str, tuple[str, ...]] = {
-    rule: tuple(d.name for d in DEFECTS.values() if d.catcher == "rule" and d.check == rule) for rule in RULES
+    rule: tuple(d.name for d in DEFECTS.values() if d.catcher == "rule" and d.check == rule)
+    or ((EXTRA_RULE_PROBLEMS[rule][0],) if rule in EXTRA_RULE_PROBLEMS else ())
+    for rule in RULES
 }
 RULE_PENALTY = {Severity.MINOR: 0.5, Severity.MAJOR: 1.0, Severity.SEVERE: 2.0}
 RULE_PENALTY_CAP = 4.0
@@ -89,7 +95,7 @@ if any(not names for names in RULE_DEFECTS.values()):
 def problem_severity(name: str) -> Severity:
     if name in DEFECTS:
         return DEFECTS[name].severity
-    for extra, sev in EXTRA_ITEM_PROBLEMS.values():
+    for extra, sev in (*EXTRA_ITEM_PROBLEMS.values(), *EXTRA_RULE_PROBLEMS.values()):
         if extra == name:
             return sev
     raise KeyError(f"unknown problem {name!r}")

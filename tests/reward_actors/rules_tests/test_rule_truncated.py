@@ -80,3 +80,11 @@ def test_trajectory_truncated_is_a_bool_and_defaults_to_false():
     assert Trajectory(**kw).truncated is False
     with pytest.raises(ValueError, match="truncated must be a bool"):
         Trajectory(**kw, truncated=1)
+
+
+def test_the_evaluation_counts_a_truncated_reply_as_a_major_problem():
+    from repo_ray.domain.defects import Severity
+    from repo_ray.eval.metrics import problem_severity, rule_problem_names
+
+    assert rule_problem_names("truncated", ["cut_at_token_budget"]) == ["truncated_reply"]
+    assert problem_severity("truncated_reply") is Severity.MAJOR
