@@ -304,9 +304,15 @@ class OptimizerSettings(_Section):
 class PPOSettings(_Section):
     ppo_epochs: int = Field(1, ge=1, description="passes over each batch")
     clip_eps: float = Field(0.2, gt=0, description="policy ratio clip")
-    value_clip_eps: float = Field(0.2, gt=0, description="value prediction clip around the old value")
+    value_clip_eps: float = Field(
+        0.2, gt=0, description="value prediction clip around the old value (bench/credit_assignment.py: it "
+        "never bound at these learning rates; kept as a guard)"
+    )
     gamma: float = Field(1.0, gt=0, le=1, description="discount within a turn")
-    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    lam: float = Field(
+        1.0, ge=0, le=1, description="GAE lambda; 1 gives the reward-deciding early tokens of a turn the full "
+        "terminal signal before the critic has learnt (bench/credit_assignment.py)"
+    )
     vf_coef: float = Field(0.5, ge=0, description="value loss weight")
     value_lr: float | None = Field(None, gt=0, description="value model learning rate; null uses optimizer.lr")
     entropy_coef: float = Field(0.0, ge=0, description="entropy bonus weight")

@@ -214,7 +214,7 @@ class RLSettings:
     clip_eps: float = 0.2
     value_clip_eps: float = 0.2
     gamma: float = 1.0
-    lam: float = 0.95
+    lam: float = 1.0
     vf_coef: float = 0.5
     entropy_coef: float = 0.0
     kl_coef: float = 0.0  # ppo: per-token penalty in the reward; grpo: a loss term; repo: 0
