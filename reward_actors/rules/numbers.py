@@ -20,10 +20,12 @@ of (reply, RuleContext); score convention in base.py.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from repo_ray.domain.scenario import RoomType
 from reward_actors.rules.base import (
     CLEAN,
     NUMBER,
@@ -35,7 +37,6 @@ from reward_actors.rules.base import (
     violations,
     word_starts,
 )
-from repo_ray.domain.scenario import RoomType
 
 _DIGIT = re.compile(r"\d")
 _DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}月\d{1,2}[日号]|\d{4}年")
@@ -78,7 +79,8 @@ ASK_CUE = re.compile(
 _FACT_KINDS = (
     ("competitor", r"competitor|nearby\b|similar hotels\b|similar properties\b|comparable hotels\b|other hotels\b"
                    r"|others are\b|others sell|others charge|other is\b|next door\b|down the street\b"
-                   r"|across the street\b|market\b|average\b|rivals?\b|竞品|竞争对手|周边|同类|附近|市场|其他酒店|别家|同行|隔壁"),
+                   r"|across the street\b|market\b|average\b|rivals?\b"
+                   r"|竞品|竞争对手|周边|同类|附近|市场|其他酒店|别家|同行|隔壁"),
     ("current", r"yours is\b|yours at\b|you're at\b|you are at\b|you're currently\b|you are currently\b|you're now\b"
                 r"|you are now\b|you're selling\b|you are selling\b|currently\b|right now\b|now at\b|now is\b|now sell"
                 r"|your current|today's\b|现在是|现在|目前|现价|当前|原价"),
@@ -86,7 +88,19 @@ _FACT_KINDS = (
               r"|your counter|您刚才|您说的|您说|您提出|您给的|您报的|您开的"),
     ("past", r"used to\b|last year\b|last month\b|last week\b|last season\b|previously\b|之前|以前|去年|上个月|上周"),
 )
-FACT_CUE = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in _FACT_KINDS))
+FACT_CUE = re.compile("|".join(pattern for _, pattern in _FACT_KINDS))
+# Fact and ask cues in one plain alternation, scanned once per segment (named groups would cost
+# the literal-prefix scan ~2.5x): the kind of a match is looked up afterwards.
+_CUE = re.compile(f"{FACT_CUE.pattern}|{ASK_CUE.pattern}")
+_FACT_KIND_PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _FACT_KINDS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cue_kind(cue: str) -> str:
+    """competitor, current, hotel or past for a fact cue; offer for an ask cue."""
+    return next((kind for kind, pattern in _FACT_KIND_PATTERNS if pattern.match(cue)), "offer")
+
+
 # A price right after "to" / "到" in a segment that asks is the asked price, whatever fact
 # cue came between ("could you lower your current price to ¥900").
 _ASK_TARGET_BEFORE = re.compile(r"(?:\bto|\bdown to|到|至|为|成)\s?$")
@@ -99,10 +113,12 @@ _HEDGE_EN = r"(?:about |around |roughly |approximately |just |only |nearly |almo
 _HEDGE_ZH = r"了?(?:约|大约|大概|将近|近|整整|足足)?"
 _REL_BEFORE = re.compile(
     rf"(?:(?P<d>(?:reduction|discount|cut|saving|savings|markdown|decrease|drop) of {_HEDGE_EN}"
-    rf"|\b(?:by|save|saves|saving|another|extra) {_HEDGE_EN}|\ban extra |\ba further "
+    rf"|(?:by|save|saves|saving|another|extra) {_HEDGE_EN}|an extra |a further "
     rf"|(?<!最)(?:降价|降低|降|减少|减|优惠|让利|让|少|便宜){_HEDGE_ZH})"
-    rf"|(?P<c>(?:difference|gap|spread) of {_HEDGE_EN}|(?<!最)(?:低了|低|高出|高了|高|贵了|贵|差价|相差|差了|差){_HEDGE_ZH}))$"
-)
+    rf"|(?P<c>(?:difference|gap|spread) of {_HEDGE_EN}"
+    rf"|(?<!最)(?:低了|低|高出|高了|高|贵了|贵|差价|相差|差了|差){_HEDGE_ZH}))"
+    r"(?:[¥￥]\s?|cny\s?|rmb\s?)?(?=\d)"
+)  # found once per reply (word-initial matches); a number starting where one ends is relative
 _REL_AFTER = re.compile(
     r"\s?(?:左右\s?)?(?:(?P<d>off\b|discount\b|reduction\b)"
     r"|(?P<c>less\b|cheaper\b|lower\b|higher\b|more expensive\b|more than\b|more\b|above\b|below\b|apart\b"
@@ -147,23 +163,32 @@ class NumberRead:
 
 
 # ---------------------------------------------------------------------------- what the context says
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Facts:
-    """What a context lets a claim rest on (computed once per context, see `_facts`)."""
+    """What a context lets a claim rest on, computed once per context (`_facts`); the part that
+    needs the agent's earlier offers (reading every agent turn) only when a claim asks for it."""
 
     competitor: frozenset[float]  # competitor prices and their per-room averages
     current: frozenset[float]
     room_competitor: dict[str, frozenset[float]]  # the same per room
     hotel: frozenset[float]  # every number the hotel said
     extra: frozenset[float]  # the allowed list beyond the scenario facts
-    prices: frozenset[float]  # room prices, competitor averages and the agent's earlier offers
-    pools: dict[str, frozenset[float]]  # room -> public prices (current, competitors, hotel's, offers)
-    rel_amounts: tuple[float, ...]  # sorted differences between two public prices of a room
-    rel_percents: tuple[float, ...]  # sorted percentages |a - b| / b of two public prices of a room
+    prices: frozenset[float]  # room prices and competitor averages
     counts_hotels: frozenset[float]  # how many competitor prices a room has
+    relations: _Relations | None = None
 
 
-def _differences(pool: Iterable[float]) -> tuple[set[float], set[float]]:
+@dataclass(frozen=True, slots=True)
+class _Relations:
+    offers: frozenset[float]  # the agent's earlier legitimate offers, which it may restate
+    pools: dict[str, frozenset[float]]  # room -> public prices (current, competitors, hotel's, offers)
+    # room -> sorted differences |a - b| and percentages |a - b| / b (and / a) between two of its
+    # public prices; None -> the same over every room
+    amounts: dict[str | None, tuple[float, ...]]
+    percents: dict[str | None, tuple[float, ...]]
+
+
+def _differences(pool: Iterable[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     ps = sorted(set(pool))
     amounts, percents = set(), set()
     for i, a in enumerate(ps):
@@ -171,7 +196,7 @@ def _differences(pool: Iterable[float]) -> tuple[set[float], set[float]]:
             amounts.add(b - a)
             percents.add(100.0 * (b - a) / b)
             percents.add(100.0 * (b - a) / a)
-    return amounts, percents
+    return tuple(sorted(amounts)), tuple(sorted(percents))
 
 
 def _average(r: RoomType) -> tuple[float, ...]:
@@ -182,41 +207,43 @@ def _facts(ctx: RuleContext) -> _Facts:
     cached = ctx.claim_facts
     if cached is not None:
         return cached
-    hotel = ctx.hotel_numbers
-    offers: dict[str, set[float]] = {r.name: set() for r in ctx.room_types}
-    for text in ctx.agent_texts:
-        for ask in asked_prices(text, ctx, with_discounts=False):
-            r = ctx.room(ask.room)
-            if r.floor_price <= ask.price < r.current_price:  # a legitimate offer, restated later
-                offers[r.name].add(ask.price)
     averages = {a for r in ctx.room_types for a in _average(r)}
-    pools: dict[str, frozenset[float]] = {}
-    amounts: set[float] = set()
-    percents: set[float] = set()
-    for r in ctx.room_types:
-        lo, hi = 0.7 * r.floor_price, 1.2 * r.current_price  # what could be the hotel's price of this room
-        pool = frozenset({r.current_price, *r.competitor_prices, *offers[r.name],
-                          *(h for h in hotel if lo <= h <= hi)})
-        pools[r.name] = pool
-        a, p = _differences(pool)
-        amounts |= a
-        percents |= p
     room_prices = {p for r in ctx.room_types for p in (r.current_price, r.target_price, r.floor_price,
                                                        *r.competitor_prices)}
     facts = _Facts(
         competitor=frozenset({p for r in ctx.room_types for p in r.competitor_prices} | averages),
         current=frozenset(r.current_price for r in ctx.room_types),
         room_competitor={r.name: frozenset({*r.competitor_prices, *_average(r)}) for r in ctx.room_types},
-        hotel=hotel,
+        hotel=ctx.hotel_numbers,
         extra=ctx.extra_allowed if ctx.extra_allowed is not None else ctx.allowed_numbers - room_prices,
-        prices=frozenset(room_prices | averages | {p for s in offers.values() for p in s}),
-        pools=pools,
-        rel_amounts=tuple(sorted(amounts)),
-        rel_percents=tuple(sorted(percents)),
+        prices=frozenset(room_prices | averages),
         counts_hotels=frozenset(float(len(r.competitor_prices)) for r in ctx.room_types),
     )
     object.__setattr__(ctx, "claim_facts", facts)  # a derived cache; contexts compare without it
     return facts
+
+
+def _relations(ctx: RuleContext, f: _Facts) -> _Relations:
+    if f.relations is not None:
+        return f.relations
+    offers: dict[str, set[float]] = {r.name: set() for r in ctx.room_types}
+    for text in ctx.agent_texts:
+        for ask in asked_prices(text, ctx, with_discounts=False):
+            r = ctx.room(ask.room)
+            if r.floor_price <= ask.price < r.current_price:  # a legitimate offer, restated later
+                offers[r.name].add(ask.price)
+    pools: dict[str, frozenset[float]] = {}
+    amounts: dict[str | None, tuple[float, ...]] = {}
+    percents: dict[str | None, tuple[float, ...]] = {}
+    for r in ctx.room_types:
+        lo, hi = 0.7 * r.floor_price, 1.2 * r.current_price  # what could be the hotel's price of this room
+        pools[r.name] = frozenset({r.current_price, *r.competitor_prices, *offers[r.name],
+                                   *(h for h in f.hotel if lo <= h <= hi)})
+        amounts[r.name], percents[r.name] = _differences(pools[r.name])
+    amounts[None] = tuple(sorted({x for v in amounts.values() for x in v}))
+    percents[None] = tuple(sorted({x for v in percents.values() for x in v}))
+    f.relations = _Relations(frozenset(p for s in offers.values() for p in s), pools, amounts, percents)
+    return f.relations
 
 
 def _near(sorted_values: tuple[float, ...], x: float, tol: float) -> bool:
@@ -266,9 +293,11 @@ def _read(response: str, ctx: RuleContext) -> list[NumberRead]:
     if ctx.digit_name_pattern is not None:  # "Room 101", "Hotel 8": not numbers of the negotiation
         low = ctx.digit_name_pattern.sub(_blank, low)
     out: list[NumberRead] = []
-    for m in _DATE.finditer(low):
+    dates = list(_DATE.finditer(low))
+    for m in dates:
         out.extend(NumberRead(d.group(0), parse_number(d.group(0)), "date") for d in NUMBER.finditer(m.group(0)))
-    low = _DATE.sub(_blank, low)  # positions kept, date digits gone
+    if dates:
+        low = _DATE.sub(_blank, low)  # positions kept, date digits gone
 
     matches = [(m.start(), m.end(), m.group(0)) for m in NUMBER.finditer(low)]
     if not matches:
@@ -278,15 +307,15 @@ def _read(response: str, ctx: RuleContext) -> list[NumberRead]:
     ends = [m.end() for m in _SEGMENT_END.finditer(low)]
     mentions = [(m.start(), m.end(), m.group(0)) for m in ctx.room_pattern.finditer(low)] if ctx.room_pattern else []
     seg_cues: dict[int, tuple[list[tuple[int, str]], bool]] = {}
+    lead = {m.end(): m.lastgroup for m in word_starts(_REL_BEFORE, low)}
 
     def segment(s: int) -> tuple[int, tuple[int, int], list[tuple[int, str]], bool]:
         k = bisect.bisect_right(ends, s)
         bounds = (ends[k - 1] if k else 0, ends[k] if k < len(ends) else len(low))
         if k not in seg_cues:
             text = low[bounds[0]:bounds[1]]
-            asks = [(m.start() + bounds[0], "offer") for m in word_starts(ASK_CUE, text)]
-            facts = [(m.start() + bounds[0], m.lastgroup or "past") for m in word_starts(FACT_CUE, text)]
-            seg_cues[k] = (sorted(asks + facts), bool(asks))
+            cues = [(m.start() + bounds[0], _cue_kind(m.group(0))) for m in word_starts(_CUE, text)]
+            seg_cues[k] = (cues, any(kind == "offer" for _, kind in cues))
         cues, has_ask = seg_cues[k]
         return k, bounds, cues, has_ask
 
@@ -309,8 +338,7 @@ def _read(response: str, ctx: RuleContext) -> list[NumberRead]:
                 out.append(NumberRead(raw, value, "share"))
                 continue
             rel = _REL_AFTER.match(low, end)
-            rb = _REL_BEFORE.search(low, max(0, s - 30), s)
-            marker = (rb.lastgroup if rb else None) or (rel.lastgroup if rel else None)
+            marker = lead.get(s) or (rel.lastgroup if rel else None)
             pending.append((s, e, raw, value, k, marker, True, unit.lastgroup == "zhe"))
             continue
         if unit is not None:
@@ -325,10 +353,9 @@ def _read(response: str, ctx: RuleContext) -> list[NumberRead]:
             head = cur.start()
         after = _CURRENCY_AFTER.match(low, e)
         tail = after.end() if after else e
-        rb = _REL_BEFORE.search(low, max(0, head - 30), head)
         rel = _REL_AFTER.match(low, tail)
-        if rb or rel:
-            marker = (rb.lastgroup if rb else None) or (rel.lastgroup if rel else None)
+        if s in lead or rel:
+            marker = lead.get(s) or (rel.lastgroup if rel else None)
             pending.append((s, e, raw, value, k, marker, False, False))
             continue
         if not ctx.room_types:
@@ -367,7 +394,9 @@ def _read(response: str, ctx: RuleContext) -> list[NumberRead]:
             implied = _implied(room, pct, is_percent)
             out.append(NumberRead(raw, pct, "discount", "offer", room.name, True, is_percent, zhe, implied))
         else:
-            out.append(NumberRead(raw, pct, "relative", role or "none", None, False, is_percent, zhe))
+            room = _room_for(low, bounds, s, e, mentions, 0.0, ctx) if mentions else None
+            out.append(NumberRead(raw, pct, "relative", role or "none", room.name if room else None,
+                                  room is not None, is_percent, zhe))
     return out
 
 
@@ -470,8 +499,9 @@ def _legitimate(n: NumberRead, ctx: RuleContext) -> bool:
     return r.floor_price - 0.5 <= price < r.current_price  # type: ignore[operator]
 
 
-def _claim_holds(n: NumberRead, ctx: RuleContext) -> bool:
-    """Whether a stated number follows from the scenario, the hotel's words or the allowed list."""
+def _claim_holds(n: NumberRead, ctx: RuleContext, offers: tuple[NumberRead, ...]) -> bool:
+    """Whether a stated number follows from the scenario, the hotel's words or the allowed list
+    (`offers`: the reply's legitimate offers, which a difference or percentage may describe)."""
     f = _facts(ctx)
     v = n.value
     evidence = v in f.hotel or v in f.extra
@@ -481,7 +511,7 @@ def _claim_holds(n: NumberRead, ctx: RuleContext) -> bool:
         # its number must be a fact like any other
         return _legitimate(n, ctx) or v in ctx.known_numbers
     if kind == "discount":
-        return _legitimate(n, ctx) or evidence or _relative_holds(n, f)
+        return _legitimate(n, ctx) or evidence or _relative_holds(n, _relations(ctx, f), ())
     if kind == "price":
         # a competitor or current price must be that room's (any room's when none is named)
         room = ctx.room(n.room) if n.named and n.room is not None else None
@@ -495,9 +525,9 @@ def _claim_holds(n: NumberRead, ctx: RuleContext) -> bool:
             rooms = (room,) if room else ctx.room_types
             if any(r.floor_price <= v <= r.current_price for r in rooms):
                 return True
-        return v in f.prices or evidence
+        return v in f.prices or evidence or v in _relations(ctx, f).offers
     if kind == "relative":
-        return evidence or _relative_holds(n, f)
+        return evidence or _relative_holds(n, _relations(ctx, f), offers)
     if kind in _DURATION_CAP:
         return v <= _DURATION_CAP[kind] or evidence
     # nights, stars and counts: the scenario's own figure, not a date part that happens to match
@@ -512,11 +542,21 @@ def _claim_holds(n: NumberRead, ctx: RuleContext) -> bool:
     return v in ctx.known_numbers  # share, count, date, bare
 
 
-def _relative_holds(n: NumberRead, f: _Facts) -> bool:
-    """A difference or percentage that holds between two public prices, within rounding."""
+def _relative_holds(n: NumberRead, f: _Relations, offers: tuple[NumberRead, ...]) -> bool:
+    """A difference or percentage that holds between two public prices of a room (this reply's
+    offers included), within rounding."""
+    room = n.room if n.named else None  # a named room's own prices, else any room's
+    offers = tuple(o for o in offers if room is None or o.room == room)
     if n.percent:
-        return _near(f.rel_percents, n.value, _percent_tolerance(parse_number(n.raw), n.zhe))
-    return _near(f.rel_amounts, n.value, _amount_tolerance(n.value))
+        tol = _percent_tolerance(parse_number(n.raw), n.zhe)
+        if _near(f.percents[room], n.value, tol):
+            return True
+        return any(abs(n.value - 100.0 * abs(o.value - p) / d) <= tol
+                   for o in offers for p in f.pools[o.room] if p != o.value for d in (p, o.value))  # type: ignore[index]
+    tol = _amount_tolerance(n.value)
+    if _near(f.amounts[room], n.value, tol):
+        return True
+    return any(abs(n.value - abs(o.value - p)) <= tol for o in offers for p in f.pools[o.room])  # type: ignore[index]
 
 
 @register_rule("hallucinated_numbers")
@@ -530,8 +570,10 @@ def hallucinated_numbers(response: str, ctx: RuleContext) -> RuleResult:
     inside names (hotel, room) are skipped; numbers in words or Chinese numerals are not read."""
     if not _DIGIT.search(response):
         return CLEAN
+    reads = read_numbers(response, ctx)
+    offers = tuple(n for n in reads if n.kind == "offer" and _legitimate(n, ctx))
     tags = dict.fromkeys(f"{_TAG.get(n.kind, n.kind)}{_role_tag(n)}:{n.raw}"
-                         for n in read_numbers(response, ctx) if not _claim_holds(n, ctx))
+                         for n in reads if not _claim_holds(n, ctx, offers))
     return violations(list(tags))
 
 

@@ -50,6 +50,9 @@ CASES: list[tuple[str, str, bool, str, bool]] = [
     (H, "zh", False, "周边同类酒店比您现在的价格低约25%。", True),
     (H, "en", False, "Could you adjust the Deluxe King to ¥900? That is 10% below today.", False),
     (H, "en", False, "Could you adjust the Deluxe King to ¥900? That is 20% below today.", True),
+    (H, "en", False, "Could you set the Standard Twin to ¥530? That is about 12% below today.", False),  # 530 vs 600
+    (H, "zh", False, "标准双床房能否调整到¥530？比现价低约12%。", False),
+    (H, "zh", False, "标准双床房能否调整到¥530？比现价低约30%。", True),
     # durations, stay nights, star rating, room-type counts follow from the scenario or are time frames
     (H, "en", False, "Once you confirm, the new price goes live within 24 hours.", False),
     (H, "zh", False, "您确认后，新价格会在24小时内生效。", False),
@@ -163,10 +166,11 @@ def _probes(n_dialogues: int, seed: int) -> list[tuple[str, str, RuleContext, st
         r = rng.choice(sc.room_types)
         public = _public_prices(sc, ctx)
 
-        def invented() -> float:
+        def invented(r=r, rng=rng, public=public, sc=sc) -> float:
+            """A price no competitor, current price or hotel turn holds."""
+            avg = round(sum(r.competitor_prices) / len(r.competitor_prices))
             while True:
                 f = float(round(r.current_price * rng.uniform(0.75, 1.1) / 10) * 10)
-                avg = round(sum(r.competitor_prices) / len(r.competitor_prices))
                 if f not in public and f != avg and f not in sc.allowed_numbers():
                     return f
 
@@ -197,6 +201,20 @@ def _probes(n_dialogues: int, seed: int) -> list[tuple[str, str, RuleContext, st
         out.append(("percent_wrong", sc.language, ctx,
                     f"周边同类酒店的{r.name}比您现在的价格低约{wrong}%。" if zh
                     else f"Similar hotels nearby are about {wrong}% below your current price for the {r.name}.",
+                    "hallucinated_numbers"))
+        # clean: a true difference to a competitor; dirty: one no two prices of the room give
+        out.append(("difference_ok", sc.language, ctx,
+                    f"周边同类酒店的{r.name}比您便宜¥{int(r.current_price - c)}。" if zh
+                    else f"Similar hotels nearby are ¥{int(r.current_price - c)} cheaper than you on the {r.name}.",
+                    ""))
+        pool = {r.current_price, r.target_price, r.floor_price, *r.competitor_prices,
+                *(h for h in ctx.hotel_numbers if 0.7 * r.floor_price <= h <= 1.2 * r.current_price)}
+        gaps = [abs(a - b) for a in pool for b in pool]
+        bad_gap = next(g for g in (rng.randint(15, 400) for _ in range(1000))
+                       if g % 5 and all(abs(g - x) >= 6 for x in gaps))
+        out.append(("difference_wrong", sc.language, ctx,
+                    f"周边同类酒店的{r.name}比您便宜¥{bad_gap}。" if zh
+                    else f"Similar hotels nearby are ¥{bad_gap} cheaper than you on the {r.name}.",
                     "hallucinated_numbers"))
         # clean: a true competitor price; dirty: an invented one, and the same repeated a turn later
         out.append(("competitor_true", sc.language, ctx,
@@ -251,8 +269,8 @@ def test_generated_defective_probes_are_caught(probes):
         if rule:
             fn = {"price_constraints": price_constraints, "hallucinated_numbers": hallucinated_numbers}[rule]
             by_kind.setdefault(kind, []).append(fn(reply, ctx).fired)
-    assert set(by_kind) == {"discount_below_floor", "percent_wrong", "competitor_invented", "competitor_repeated",
-                            "current_wrong"}
+    assert set(by_kind) == {"discount_below_floor", "percent_wrong", "difference_wrong", "competitor_invented",
+                            "competitor_repeated", "current_wrong"}
     for kind, hits in by_kind.items():
         assert sum(hits) / len(hits) >= 0.9, f"{kind}: caught {sum(hits)}/{len(hits)}"
 
