@@ -14,7 +14,8 @@ of (reply, RuleContext); score convention in base.py.
   difference or percentage between public prices (current, competitors, the hotel's
   figures, the agent's offers) within rounding, the stay's dates and nights, the star
   rating, the number of room types or of competitors, the competitors' average, and
-  durations up to a plausible bound ("within 24 hours", "in 2 days").
+  durations up to a plausible bound ("within 24 hours", "in 2 days") and times of day
+  ("at 5pm", "10:30", "5点前"). Numbers in words or Chinese numerals are not read.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from reward_actors.rules.base import (
 
 _DIGIT = re.compile(r"\d")
 _DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}月\d{1,2}[日号]|\d{4}年")
+_CLOCK = re.compile(r"(?<![\d.:])(?:[01]?\d|2[0-4])[:：][0-5]\d(?![\d:])")  # 10:30, a time of day
 _CURRENCY_BEFORE = re.compile(r"(?:[¥￥]|\bcny|\brmb)\s?$")
 _CURRENCY_AFTER = re.compile(r"\s?(?:元|块|(?:yuan|cny|rmb)\b)")
 # What follows a number that is not a price: a share, a duration, nights, stars, a count.
 # One named group per kind (order matters: 星期 is a week, not a star).
 _UNIT = re.compile(
-    r"\s?(?:(?P<percent>%|％|percent\b|per cent\b)|(?P<zhe>折)"
+    r"\s?(?:(?P<percent>%|％|percent\b|per cent\b)|(?P<zhe>折)|(?P<clock>[ap]\.?m\b\.?|点(?:前|之前|以前|后|半)?)"
     r"|(?P<minutes>-?minutes?\b|-?mins?\b|分钟)|(?P<hours>-?hours?\b|-?hrs?\b|h\b|个?小时)"
     r"|(?P<days>-?(?:business |working )?days?\b|个?工作日|天)|(?P<weeks>-?weeks?\b|个?星期|周)"
     r"|(?P<months>-?months?\b|个月)|(?P<nights>-?nights?\b|晚|夜)|(?P<stars>-?stars?\b|星)"
@@ -55,7 +57,7 @@ _UNIT = re.compile(
     r"|views?|visitors?|customers?|partners?)\b|more\b|x\b))"
 )
 # The longest duration of each unit that is a time frame, not a statistic.
-_DURATION_CAP = {"minutes": 120, "hours": 72, "days": 30, "weeks": 12, "months": 12}
+_DURATION_CAP = {"minutes": 120, "hours": 72, "days": 30, "weeks": 12, "months": 12, "clock": 24}
 # "58% of hotels", "58%的酒店": a share of something, not a price relation.
 _SHARE_AFTER = re.compile(r"\s?(?:of\b|的(?:酒店|客人|顾客|订单|用户|商家|同行|人|房))")
 # Ask segments end at sentence ends and at semicolons: "competitors are at ¥800; could you..."
@@ -139,8 +141,8 @@ class NumberRead:
 
     kind: offer (an asked price), discount (a relative amount the agent asks for), price
         (a price stated as a fact), relative (a difference or percentage stated as a fact),
-        share, minutes/hours/days/weeks/months, nights, stars, rooms, hotels, count, date,
-        bare (anything else).
+        share, minutes/hours/days/weeks/months, clock (a time of day), nights, stars, rooms,
+        hotels, count, date, bare (anything else).
     role: for prices, the kind of fact cue governing it (competitor, current, hotel, past)
         or "none"; "offer" for what the agent asks.
     room: the room type it belongs to, when that matters (offers, discounts, prices).
@@ -298,6 +300,11 @@ def _read(response: str, ctx: RuleContext) -> list[NumberRead]:
         out.extend(NumberRead(d.group(0), parse_number(d.group(0)), "date") for d in NUMBER.finditer(m.group(0)))
     if dates:
         low = _DATE.sub(_blank, low)  # positions kept, date digits gone
+    if ":" in low or "：" in low:
+        clocks = list(_CLOCK.finditer(low))
+        out.extend(NumberRead(m.group(0), float(m.group(0)[:-3]), "clock") for m in clocks)
+        if clocks:
+            low = _CLOCK.sub(_blank, low)
 
     matches = [(m.start(), m.end(), m.group(0)) for m in NUMBER.finditer(low)]
     if not matches:

@@ -57,6 +57,8 @@ CASES: list[tuple[str, str, bool, str, bool]] = [
     (H, "en", False, "Once you confirm, the new price goes live within 24 hours.", False),
     (H, "zh", False, "您确认后，新价格会在24小时内生效。", False),
     (H, "en", False, "I'll follow up in 2 days, no decision needed today.", False),
+    (H, "en", False, "Could I call you back at 5pm, or at 10:30 tomorrow?", False),
+    (H, "zh", False, "我明天下午5点前再联系您。", False),
     (H, "en", False, "For your 2-night stay, could you adjust the Deluxe King to ¥900?", False),
     (H, "en", False, "For your 3-night stay, could you adjust the Deluxe King to ¥900?", True),
     (H, "zh", False, "您这次住2晚，能否把豪华大床房调整到¥900？", False),
