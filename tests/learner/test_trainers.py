@@ -191,7 +191,8 @@ def test_dpo_raises_the_chosen_vs_rejected_margin_against_the_adapter_disabled_r
         domain_models, data_dir, learner_tokenizer):
     cfg = learner_config(optimizer={"lr": 1e-2, "warmup_steps": 0})
     policy, _ = engines(domain_models, cfg, with_value=False)
-    batch = collate_preferences(load_rows("preference", data_dir).rows[:8], learner_tokenizer, max_tokens=160)
+    # 512: above the test tokenizer's system prompts (up to ~380 tokens), which are never cut
+    batch = collate_preferences(load_rows("preference", data_dir).rows[:8], learner_tokenizer, max_tokens=512)
     assert dpo_margin(policy.module, batch, beta=0.1) == 0.0  # policy == reference before training
     metrics = [summarize_supervised("dpo", [dpo_step(policy, batch, beta=0.1)], 0.0) for _ in range(3)]
     assert dpo_margin(policy.module, batch, beta=0.1) > 0.05
@@ -278,3 +279,13 @@ def test_ppo_reward_penalty_is_k1_per_token_not_the_logged_estimator(
     expected = shaped_rewards(mb.scores, mb.loss_mask, k1, 0.1)
     assert s.kl_estimator == "k3" and float((k1 * mb.loss_mask).min()) < 0  # k1 can be negative, k3 never
     assert torch.allclose(p.token_rewards, expected, atol=1e-7)
+
+
+def test_importance_weight_stats_combine_over_ranks_and_an_empty_rank_changes_nothing():
+    ranks = [RLStepStats(tokens=4, is_weight=4.4, is_weight_min=0.9, is_weight_max=1.5, is_capped=1),
+             RLStepStats(tokens=6, is_weight=6.0, is_weight_min=0.8, is_weight_max=1.2), RLStepStats()]
+    m = summarize_rl("repo", ranks, 0, 0.0)
+    assert (m.is_weight_mean, m.is_weight_min, m.is_weight_max) == (pytest.approx(1.04), 0.8, 1.5)
+    assert m.is_capped_fraction == pytest.approx(0.1)
+    empty = summarize_rl("repo", [RLStepStats()], 0, 0.0)
+    assert (empty.is_weight_mean, empty.is_weight_min, empty.is_weight_max, empty.is_capped_fraction) == (1, 1, 1, 0)
