@@ -140,6 +140,19 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     return 1 if summary.malformed else 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score replies with the run's reward sources in this process; exit 1 if any line was malformed."""
+    from repo_ray.pipeline.score import score_file
+
+    cfg = _load(args)
+    summary = score_file(cfg, _run_dir(args, cfg), args.file, args.out)
+    bad = f", {len(summary.malformed)} malformed (line {', '.join(map(str, summary.malformed[:10]))})" \
+        if summary.malformed else ""
+    print(f"scored {summary.lines} line(s): {summary.masked} masked{bad}" + (f" -> {args.out}" if args.out else ""),
+          file=sys.stderr)
+    return 1 if summary.malformed else 0
+
+
 def cmd_judge_server(args: argparse.Namespace) -> int:
     """Serve the heuristic stand-in judge (OpenAI-compatible) on loopback until interrupted."""
     from reward_actors.judge.server import options_from_args, run_judge_server
@@ -331,6 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.jsonl", help="one JSON object per line: response, history, language, room_types")
     p.add_argument("--config", help="YAML config whose reward.rule_weights and overlength_chars apply (default: defaults)")
     p.add_argument("--out", help="write output lines here instead of stdout")
+
+    p = add("score", cmd_score, "score replies (JSONL: scenario, context, response) with the run's reward model, "
+                                "judge and rules as training does; one JSON line each (in-process, no Ray: fast)")
+    _add_config_args(p)
+    p.add_argument("file", metavar="FILE.jsonl", help='one JSON object per line: {"scenario": <data files\' scenario '
+                   'struct>, "context": [{"role": system|agent|hotel, "text"}], "response": str, "truncated": bool '
+                   '(optional)}; the system prompt is prepended unless the context starts with a system message')
+    p.add_argument("--run-dir", help="run directory whose reward model (RUN/rm/model) scores (default: run_dir)")
+    p.add_argument("--out", help="write the output lines to this file (atomically) instead of stdout")
+    p.epilog = ("Output, one line per input line in order: line, r_model, e_judge, e_func, e_enh, r_total (null when "
+                "masked), masked, reason, sources (score, status, detail per source), violations (rules that fired); "
+                'a malformed line gives {"line": N, "error": reason} and the others are still scored. The judge is '
+                "judge.base_url, or a local judge server started for the command when judge.local_server.enabled. "
+                "Exit status 0, 1 if any line was malformed, 2 on a user error (config, run dir, file).")
 
     from reward_actors.judge.server import add_server_args
 
