@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -110,7 +109,7 @@ def run_phase(server: JudgeServerProcess, run_id: str, q: float, burst: int, n_r
     statuses: dict[str, int] = {}
     for r in results:
         statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
-    late = sum(json.loads(r.detail).get("late_permits", 0) for r in results)
+    late = sum(r.calls.late_permits if r.calls else 0 for r in results)
     return PhaseResult(
         n_requests, seen, arrivals, statuses, late, arrival_rate(arrivals), max_window_count(arrivals),
         None if scaled_at is None else scaled_at - t0,

@@ -10,6 +10,7 @@ later in the learner.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,28 +157,87 @@ class Trajectory:
         return len(self.response_token_ids)
 
 
+@dataclass(frozen=True, slots=True)
+class JudgeVerdict:
+    """The judge's validated answer about one reply: per rubric item a clipped score (None:
+    not applicable) and a short reason, E_judge (their weighted sum), and the item names the
+    judge added that the rubric does not have (ignored)."""
+
+    scores: dict[str, float | None]
+    reasons: dict[str, str]
+    e_judge: float
+    ignored_items: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(_is_finite(self.e_judge), f"JudgeVerdict.e_judge {self.e_judge!r} is not finite")
+        for k, v in self.scores.items():
+            _require(v is None or _is_finite(v), f"JudgeVerdict.scores[{k!r}] = {v!r} is not finite")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scores": dict(self.scores), "reasons": dict(self.reasons), "e_judge": self.e_judge,
+                "ignored_items": list(self.ignored_items)}
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeCalls:
+    """How the judge's answer for one sample came about (diagnostics, never part of a reward):
+    each HTTP call's outcome in order, whether the answer came from the cache, the API's token
+    usage of the last call, and the time spent waiting for the rate limiter."""
+
+    attempts: tuple[str, ...] = ()
+    cached: bool = False
+    usage: dict[str, int] = field(default_factory=dict)
+    limiter_wait_s: float = 0.0
+    late_permits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempts": list(self.attempts), "cached": self.cached, "usage": dict(self.usage),
+                "limiter_wait_s": self.limiter_wait_s, "late_permits": self.late_permits}
+
+
 @dataclass(slots=True)
 class SourceResult:
     """One reward source's answer for one sample. `score` is None whenever the source did
-    not answer (status != ok): a missing score is never a 0 in disguise."""
+    not answer (status != ok): a missing score is never a 0 in disguise. `detail` is a short
+    human line (why it failed, which rules fired). The judge also gives its `verdict` (status
+    ok: the item scores behind `score`) and its `calls` record (any status)."""
 
     score: float | None
     status: SourceStatus
     latency_s: float = 0.0
     detail: str = ""
+    verdict: JudgeVerdict | None = None
+    calls: JudgeCalls | None = None
 
     def __post_init__(self) -> None:
         self.status = SourceStatus(self.status)
         if self.status is SourceStatus.OK:
-            _require(self.score is not None and _is_finite(self.score), f"status ok needs a finite score, got {self.score!r}")
+            _require(self.score is not None and _is_finite(self.score),
+                     f"status ok needs a finite score, got {self.score!r}")
             self.score = float(self.score)
         else:
             _require(self.score is None, f"status {self.status.value} must carry score None, got {self.score!r}")
         _require(_is_finite(self.latency_s) and self.latency_s >= 0, f"latency_s must be >= 0, got {self.latency_s!r}")
+        if self.verdict is not None:
+            _require(self.status is SourceStatus.OK, f"status {self.status.value} cannot carry a judge verdict")
+            _require(self.score == self.verdict.e_judge,
+                     f"score {self.score!r} is not the verdict's E_judge {self.verdict.e_judge!r}")
 
     @property
     def ok(self) -> bool:
         return self.status is SourceStatus.OK
+
+    def log_detail(self) -> str:
+        """The detail as the trajectory log stores it: the short line, or, with a verdict or a
+        call record, one JSON object holding them (the Parquet edge; nothing parses it back)."""
+        if self.verdict is None and self.calls is None:
+            return self.detail
+        record: dict[str, Any] = {"detail": self.detail}
+        if self.verdict is not None:
+            record.update(self.verdict.to_dict())
+        if self.calls is not None:
+            record.update(self.calls.to_dict())
+        return json.dumps(record, ensure_ascii=False, sort_keys=True)
 
 
 @dataclass(slots=True)

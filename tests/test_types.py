@@ -97,3 +97,24 @@ def test_adapter_update_checksum_and_ack_verification():
 
 def test_ledger_fates():
     assert {f.value for f in SampleFate} == {"trained", "masked", "discarded"}
+
+
+def test_a_judge_verdict_travels_typed_and_only_on_an_ok_answer_whose_score_it_explains():
+    import json
+
+    from repo_ray.types import JudgeCalls, JudgeVerdict
+
+    verdict = JudgeVerdict({"emotional_soothing": 4.0, "sop_compliance": None}, {"emotional_soothing": "warm"}, 8.0)
+    calls = JudgeCalls(("rate_limited", "ok"), usage={"total_tokens": 90}, limiter_wait_s=0.2)
+    r = SourceResult(8.0, SourceStatus.OK, 0.3, "1/2 items scored, 2 calls", verdict=verdict, calls=calls)
+    assert r.verdict.scores["emotional_soothing"] == 4.0 and r.calls.attempts == ("rate_limited", "ok")
+    logged = json.loads(r.log_detail())  # the Parquet column: one JSON object at the edge
+    assert logged["scores"] == {"emotional_soothing": 4.0, "sop_compliance": None}
+    assert logged["attempts"] == ["rate_limited", "ok"] and logged["detail"] == "1/2 items scored, 2 calls"
+    assert SourceResult(None, SourceStatus.TIMEOUT, detail="no answer").log_detail() == "no answer"
+    with pytest.raises(ContractError, match="verdict"):
+        SourceResult(None, SourceStatus.INVALID_OUTPUT, verdict=verdict)
+    with pytest.raises(ContractError, match="E_judge"):
+        SourceResult(7.0, SourceStatus.OK, verdict=verdict)
+    with pytest.raises(ContractError, match="not finite"):
+        JudgeVerdict({"x": float("nan")}, {}, 0.0)

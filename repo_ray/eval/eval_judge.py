@@ -30,7 +30,6 @@ in every report (`DIFFERENCES`):
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -576,6 +575,5 @@ class EvalJudge:
             raise EvalJudgeError(f"eval.judge.base_url {self.cfg.base_url}: {len(failed)} of {len(results)} replies "
                                  f"not scored (first: {first.status.value}: {first.detail[:120]})")
         for r in results:
-            detail = json.loads(r.detail)
-            out.append(self.judgement(detail["scores"], detail.get("reasons", {})))
+            out.append(self.judgement(r.verdict.scores, r.verdict.reasons))  # ok: the client's typed verdict
         return out

@@ -508,7 +508,7 @@ def trajectory_row(t: Trajectory, r: RewardResult, fate: str, step: int, role: s
         return r.sources[name].status.value if name in r.sources else None
 
     def detail(name: str) -> str | None:
-        return r.sources[name].detail if name in r.sources else None
+        return r.sources[name].log_detail() if name in r.sources else None  # the judge's verdict as JSON
 
     return {
         "sample_id": t.sample_id, "role": role, "fate": fate, "step": step, "scenario_id": t.scenario_id,

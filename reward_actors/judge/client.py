@@ -39,10 +39,10 @@ import httpx
 
 from repo_ray.config import JudgeConfig
 from repo_ray.telemetry import record
-from repo_ray.types import SourceResult, SourceStatus
+from repo_ray.types import JudgeCalls, JudgeVerdict, SourceResult, SourceStatus
 from reward_actors.judge.limiter import LATE_PERMIT_S, MAX_PERMIT_RETRIES, CallOutcome, JudgeRateLimiter, Permit
 from reward_actors.judge.prompt import JudgeContext, build_judge_messages, prompt_text
-from reward_actors.judge.schema import InvalidJudgeOutput, JudgeVerdict, parse_judge_answer
+from reward_actors.judge.schema import InvalidJudgeOutput, parse_judge_answer
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ class _LimiterWaits:
     wait_s: float = 0.0
     late_permits: int = 0
 
-    def detail(self) -> dict[str, Any]:
-        return {"limiter_wait_s": round(self.wait_s, 4), "late_permits": self.late_permits}
+    def calls(self, attempts: list[str], usage: dict[str, int] | None = None) -> JudgeCalls:
+        return JudgeCalls(tuple(attempts), False, dict(usage or {}), round(self.wait_s, 4), self.late_permits)
 
 
 def parse_retry_after(value: str | None, now_epoch: float | None = None) -> float | None:
@@ -160,6 +160,19 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random,
     """Full jitter: uniform(0, min(max, base * 2**attempt)), and never less than Retry-After."""
     jitter = rng.uniform(0.0, min(max_s, base_s * (2.0 ** attempt)))
     return max(jitter, retry_after_s or 0.0)
+
+
+def verdict_line(verdict: JudgeVerdict, calls: JudgeCalls | None) -> str:
+    """One short line about an ok answer, e.g. "8/9 items scored, 2 calls"."""
+    scored = sum(v is not None for v in verdict.scores.values())
+    parts = [f"{scored}/{len(verdict.scores)} items scored"]
+    if calls is not None and calls.cached:
+        parts.append("cached")
+    elif calls is not None and len(calls.attempts) > 1:
+        parts.append(f"{len(calls.attempts)} calls")
+    if verdict.ignored_items:
+        parts.append(f"{len(verdict.ignored_items)} unknown item(s) ignored")
+    return ", ".join(parts)
 
 
 def cache_key(messages: list[dict[str, str]], rubric_version: str, model: str) -> str:
@@ -241,15 +254,14 @@ class JudgeClient:
             raise
         except Exception as err:  # noqa: BLE001 - a bug in one sample must mask it, not kill the replica
             log.error("judge: unexpected %s while scoring", type(err).__name__)
-            return self._result(SourceStatus.ERROR, t0, {"reason": self._scrub(f"unexpected {type(err).__name__}")})
+            return self._result(SourceStatus.ERROR, t0, f"unexpected {type(err).__name__}")
 
     async def _score(self, messages: list[dict[str, str]], t0: float, deadline_s: float) -> SourceResult:
         key = cache_key(messages, self.cfg.rubric_version, self.cfg.model) if self.cfg.cache else None
         if key is not None and key in self._cache:
             self._cache.move_to_end(key)
             verdict = self._cache[key]
-            return self._result(SourceStatus.OK, t0, {**verdict.to_detail(), "cached": True, "attempts": []},
-                                verdict.e_judge)
+            return self._result(SourceStatus.OK, t0, calls=JudgeCalls(cached=True), verdict=verdict)
         deadline = t0 + deadline_s
         est_tokens = int(len(prompt_text(messages)) / CHARS_PER_TOKEN) + self.cfg.max_tokens
         attempts: list[str] = []
@@ -274,8 +286,8 @@ class JudgeClient:
             if self.gate is not None:
                 status = await self._wait_for_permit(est_tokens, deadline, waits)
                 if status is SourceStatus.BUDGET_EXHAUSTED:
-                    return self._result(SourceStatus.BUDGET_EXHAUSTED, t0,
-                                        {"reason": "judge budget exhausted", "attempts": attempts, **waits.detail()})
+                    return self._result(SourceStatus.BUDGET_EXHAUSTED, t0, "judge budget exhausted",
+                                        waits.calls(attempts))
                 if status is not SourceStatus.OK:
                     last = _Attempt("rate_limited", "the limiter's queue is longer than the per-sample deadline")
                     break
@@ -291,14 +303,12 @@ class JudgeClient:
                     self._cache[key] = last.verdict
                     if len(self._cache) > CACHE_SIZE:
                         self._cache.popitem(last=False)
-                return self._result(SourceStatus.OK, t0, {**last.verdict.to_detail(), "cached": False,
-                                                          "attempts": attempts, "usage": last.usage, **waits.detail()},
-                                    last.verdict.e_judge)
+                return self._result(SourceStatus.OK, t0, calls=waits.calls(attempts, last.usage), verdict=last.verdict)
             if not last.retryable:
                 break
         if last is None:
             last = _Attempt("timeout", f"per-sample deadline {deadline_s:g}s reached before any call")
-        return self._result(last.status, t0, {"reason": last.reason, "attempts": attempts, **waits.detail()})
+        return self._result(last.status, t0, last.reason, waits.calls(attempts))
 
     async def _wait_for_permit(self, est_tokens: int, deadline: float, waits: _LimiterWaits) -> SourceStatus:
         """Sleep until the limiter's slot; OK, RATE_LIMITED (queue past the deadline) or BUDGET_EXHAUSTED."""
@@ -322,9 +332,24 @@ class JudgeClient:
         finally:
             waits.wait_s += self._clock() - t0
 
-    def _result(self, status: SourceStatus, t0: float, detail: dict[str, Any], score: float | None = None) -> SourceResult:
-        text = self._scrub(json.dumps(detail, ensure_ascii=False, sort_keys=True))
-        return SourceResult(score=score, status=status, latency_s=max(0.0, self._clock() - t0), detail=text)
+    def _result(self, status: SourceStatus, t0: float, reason: str = "", calls: JudgeCalls | None = None,
+                verdict: JudgeVerdict | None = None) -> SourceResult:
+        """The sample's SourceResult: the typed verdict and call record, a short scrubbed line."""
+        if verdict is not None:
+            verdict = self._scrub_verdict(verdict)
+            reason = verdict_line(verdict, calls)
+        return SourceResult(score=None if verdict is None else verdict.e_judge, status=status,
+                            latency_s=max(0.0, self._clock() - t0), detail=self._scrub(reason), verdict=verdict,
+                            calls=calls)
+
+    def _scrub_verdict(self, verdict: JudgeVerdict) -> JudgeVerdict:
+        """The judge's own words are untrusted and may echo the key: reasons and extra item names too."""
+        key = self._api_key()
+        texts = [*verdict.reasons.values(), *verdict.ignored_items]
+        if not key or not any(key in t for t in texts):
+            return verdict
+        return dataclasses.replace(verdict, reasons={k: self._scrub(r) for k, r in verdict.reasons.items()},
+                                   ignored_items=tuple(self._scrub(i) for i in verdict.ignored_items))
 
     # ------------------------------------------------------------------ one HTTP call
     async def _call(self, messages: list[dict[str, str]], timeout_s: float) -> _Attempt:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from repo_ray.domain.rubric import JUDGE_ITEMS, JUDGE_SCORE_RANGE
+from repo_ray.types import JudgeVerdict  # the contract type; re-exported here as the parser's result
 
 MAX_REASON_CHARS = 200
 
@@ -44,19 +43,6 @@ class JudgeAnswer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scores: dict[str, ItemScore]
-
-
-@dataclass(frozen=True, slots=True)
-class JudgeVerdict:
-    """A validated answer: clipped item scores (None = not applicable) and E_judge."""
-
-    scores: dict[str, float | None]
-    reasons: dict[str, str]
-    e_judge: float
-    ignored_items: tuple[str, ...] = ()
-
-    def to_detail(self) -> dict[str, Any]:
-        return {"scores": self.scores, "reasons": self.reasons, "ignored_items": list(self.ignored_items)}
 
 
 def _reject_constant(name: str) -> float:

@@ -5,7 +5,6 @@ per-sample outcomes add up to the server's own counters."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections import Counter
@@ -30,16 +29,16 @@ def score_all(cfg, ctxs, gate=None, deadline_s=30.0):
 
 
 def attempts(result) -> list[str]:
-    return json.loads(result.detail)["attempts"]
+    return list(result.calls.attempts)
 
 
 def test_clean_answer_gives_ok_with_e_judge_and_item_scores_in_the_detail(server):
     [r] = score_all(judge_cfg(server.base_url), [context("I understand your concern. Similar hotels nearby sell "
                                                           "the Deluxe King at ¥820 and ¥860.")])
-    detail = json.loads(r.detail)
-    assert r.status is SourceStatus.OK and r.score == sum(W[k] * v for k, v in detail["scores"].items() if v is not None)
-    assert detail["scores"]["emotional_soothing"] > 0  # the hotel was curt, the reply soothes
-    assert detail["usage"]["total_tokens"] > 0 and r.latency_s > 0
+    scores = r.verdict.scores
+    assert r.status is SourceStatus.OK and r.score == sum(W[k] * v for k, v in scores.items() if v is not None)
+    assert scores["emotional_soothing"] > 0  # the hotel was curt, the reply soothes
+    assert r.calls.usage["total_tokens"] > 0 and r.latency_s > 0
 
 
 def test_429_retry_waits_at_least_retry_after(server):
@@ -61,7 +60,7 @@ def test_retry_after_longer_than_backoff_max_ends_rate_limited_without_retrying(
     assert sorted(r.status.value for r in results) == ["ok", "rate_limited"]
     assert time.monotonic() - t0 < 0.9
     limited = next(r for r in results if r.status is SourceStatus.RATE_LIMITED)
-    assert limited.score is None and "Retry-After" in json.loads(limited.detail)["reason"]
+    assert limited.score is None and "Retry-After" in limited.detail
 
 
 def test_5xx_is_retried_then_ends_http_error(server):
@@ -86,7 +85,7 @@ def test_per_sample_deadline_bounds_retries(server):
     [r] = score_all(judge_cfg(server.base_url, timeout_s=0.3, max_retries=20), [context("Could you do ¥800?")],
                     deadline_s=1.0)
     assert r.status is SourceStatus.TIMEOUT and r.latency_s < 1.5
-    assert "deadline" in json.loads(r.detail)["reason"]
+    assert "deadline" in r.detail
 
 
 def test_malformed_json_ends_invalid_output_without_a_retry(server):
@@ -111,7 +110,7 @@ def test_same_prompt_is_answered_from_the_cache(server):
             second = await judge.score(context("Could you adjust the Deluxe King to ¥800?"))
             return first, second
     first, second = asyncio.run(run())
-    assert second.score == first.score and json.loads(second.detail)["cached"] is True
+    assert second.score == first.score and second.calls.cached is True
     assert server.stats()["counters"]["requests"] == 1
 
 

@@ -5,7 +5,6 @@ nothing with our prompt builder, while deliberately broken builders get hijacked
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -30,7 +29,7 @@ def scores_of(server, messages_list):
     async def run():
         async with JudgeClient(judge_cfg(server.base_url), DEFAULT_JUDGE_WEIGHTS) as judge:
             return await asyncio.gather(*(judge.score_messages(m) for m in messages_list))
-    return [json.loads(r.detail)["scores"] for r in asyncio.run(run())]
+    return [r.verdict.scores for r in asyncio.run(run())]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ limiter.py). Exact figures: bench/judge_limiter.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from repo_ray.config import JudgeAutoscaling, JudgeConfig, JudgeRateLimit
@@ -94,7 +93,7 @@ def test_autoscaled_pool_scaling_one_to_four_never_exceeds_q_plus_burst_per_seco
     assert all(r.status is SourceStatus.OK for r in results), {r.status for r in results}
     assert max_window_count(arrivals) <= Q + BURST + WINDOW_MARGIN
     assert arrival_rate(arrivals) <= 1.1 * Q  # four replicas share one rate, not four
-    assert sum(json.loads(r.detail)["limiter_wait_s"] > 0 for r in results) > len(results) // 2
+    assert sum(r.calls.limiter_wait_s > 0 for r in results) > len(results) // 2
 
 
 def test_limiter_actor_is_one_named_actor_per_run_shared_by_every_caller(ray_local):

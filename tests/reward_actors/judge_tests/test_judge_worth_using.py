@@ -40,12 +40,12 @@ def test_judge_items_prefer_chosen_over_rejected_per_defect_and_vary(server):
     wins = defaultdict(list)
     for i, row in enumerate(rows):
         item = DEFECTS[row["defect"]].check
-        chosen, rejected = (json.loads(results[2 * i + k].detail)["scores"][item] for k in (0, 1))
+        chosen, rejected = (results[2 * i + k].verdict.scores[item] for k in (0, 1))
         wins[row["defect"]].append((chosen or 0.0) > (rejected or 0.0))
     rates = {d: sum(w) / len(w) for d, w in wins.items()}
     assert set(rates) == set(JUDGE_DEFECTS) and all(len(w) == PAIRS_PER_DEFECT for w in wins.values())
     assert min(rates.values()) >= 0.8, rates
 
     e = [r.score for r in results]
-    vectors = {json.dumps(json.loads(r.detail)["scores"], sort_keys=True) for r in results}
+    vectors = {json.dumps(r.verdict.scores, sort_keys=True) for r in results}
     assert statistics.pstdev(e) > 3.0 and len(set(e)) >= 15 and len(vectors) >= 30
