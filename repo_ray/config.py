@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from repo_ray.errors import ConfigError
-from repo_ray.domain.rubric import DEFAULT_JUDGE_WEIGHTS, DEFAULT_RULE_WEIGHTS, JUDGE_ITEMS, RULES
+from repo_ray.domain.rubric import (
+    DEFAULT_EXTRA_ITEM_WEIGHT,
+    DEFAULT_EXTRA_RULE_WEIGHT,
+    DEFAULT_JUDGE_WEIGHTS,
+    DEFAULT_RULE_WEIGHTS,
+    JUDGE_ITEMS,
+    RULES,
+)
 from repo_ray.hashing import content_hash
 
 
@@ -140,7 +147,9 @@ class RewardModelTraining(_Section):
     epochs: int = Field(1, ge=1, description="passes over the preference pairs")
     lr: float = Field(1e-5, gt=0, description="learning rate")
     batch_size: int = Field(32, ge=1, description="pairs per optimizer step")
-    max_tokens: int = Field(1024, ge=32, description="context + response tokens kept per side (left-truncated)")
+    max_tokens: int = Field(
+        1024, ge=32, description="context + reply tokens per side; system prompt kept, oldest turns dropped first"
+    )
     holdout_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="share of scenarios whose pairs are held out to report RM accuracy"
     )
@@ -159,6 +168,13 @@ class RewardConfig(_Section):
     sources: list[Literal["rm", "judge", "rules"]] = Field(
         default_factory=lambda: ["rm", "judge", "rules"],
         description="enabled sources (ablations: [rm], [rm, judge], [rm, rules]); rm is required",
+    )
+    extra_rules: list[str] = Field(
+        default_factory=list,
+        description="plug-in RF rules by import path ('package.module:function' or 'file.py:function'): pure "
+        "fn(response, RuleContext) -> RuleResult with score in [-2, 0] (up to the function's `bonus` attribute "
+        "where it documents one), named by the function; weight reward.rule_weights[name], default "
+        f"{DEFAULT_EXTRA_RULE_WEIGHT:g}; the module must be importable on every Ray node (README, 'Plug-in rewards')",
     )
     rule_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_RULE_WEIGHTS), description="weight of each RF rule in E_func"
@@ -187,10 +203,28 @@ class RewardConfig(_Section):
             raise ValueError("sources listed twice")
         return v
 
+    @field_validator("extra_rules")
+    @classmethod
+    def _load_extra_rules(cls, v: list[str]) -> list[str]:
+        from repo_ray.plugins import load_rules  # imports the user's modules: here, so a bad one fails at load
+
+        return load_rules(v, RULES)
+
     @field_validator("rule_weights")
     @classmethod
-    def _known_rules(cls, v: dict[str, float]) -> dict[str, float]:
-        return _known_names(v, RULES, "rule")
+    def _known_rules(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        from repo_ray.plugins import plugin_rule_name
+
+        extra = {plugin_rule_name(s): "plug-in" for s in info.data.get("extra_rules", [])}
+        return _known_names(v, {**RULES, **extra}, "rule")
+
+    @model_validator(mode="after")
+    def _extra_rule_weights(self) -> RewardConfig:
+        from repo_ray.plugins import plugin_rule_name
+
+        for spec in self.extra_rules:  # in place: the dict is this config's own
+            self.rule_weights.setdefault(plugin_rule_name(spec), DEFAULT_EXTRA_RULE_WEIGHT)
+        return self
 
     @field_validator("judge_weights")
     @classmethod

@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 from repo_ray.config import DataConfig
 from repo_ray.domain.agent import ExpertAgent, agent_line
 from repo_ray.domain.defects import DEFECTS, get_defect
-from repo_ray.domain.schemas import FILES, write_rows
 from repo_ray.domain.scenario import Persona, RoomType, Scenario, format_price, render_system_prompt
+from repo_ray.domain.schemas import FILES, write_rows
 from repo_ray.domain.simulator import HotelSimulator, HotelTurn, round_to
 from repo_ray.domain.sop import SopStage
+from repo_ray.domain.text import extract_numbers
 from repo_ray.types import Message, Role
 
 _CITIES = [("Shanghai", "上海"), ("Hangzhou", "杭州"), ("Chengdu", "成都"), ("Xi'an", "西安"), ("Xiamen", "厦门"),
@@ -394,6 +395,106 @@ def preference_rows(n: int, seed: int, zh_fraction: float, max_room_types: int) 
             "pair_id": f"pair-{i:05d}", "scenario": sc.to_row(), "context": _msgs(point.history),
             "chosen": chosen, "rejected": rejected, "defect": defect,
             "severity": DEFECTS[defect].severity.value, "sop_stage": point.stage.value,
+            "pair_kind": "template",
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------- minimal pairs
+# Template defects add a recognisable sentence; a reward model can score them by wording
+# alone. A minimal pair is the expert reply with ONE fact edited, so only a model that reads
+# the scenario facts (kept whole by repo_ray.model.context) can rank it. kind -> defect.
+MINIMAL_KINDS: dict[str, str] = {
+    "false_competitor_price": "hallucinated_number",  # a competitor price moved off the facts
+    "false_current_price": "hallucinated_number",  # the hotel's own current price misquoted
+    "ask_below_floor": "price_below_floor",  # the expert's ask moved below the floor
+    "leaked_target": "leaked_internal_term",  # the ask named as the internal target
+}
+# Share of `data.preference_pairs` written as minimal pairs (the rest are template defects).
+MINIMAL_PAIR_SHARE = 0.25
+_LEAK_TAGS = {"en": [" (our internal target price)", ", which is our internal target", " (the work order's target)"],
+              "zh": ["（我们的内部目标价）", "，这是我们的内部目标价", "（工单上的目标价）"]}
+
+
+def _price_spans(text: str, price: float) -> list[re.Match]:
+    """Where `format_price(price)` is written as a whole price (¥105 is not inside ¥1050)."""
+    return list(re.finditer(re.escape(format_price(price)) + r"(?![\d.])", text))
+
+
+def _edit_one(text: str, price: float, replacement: str, rng: random.Random) -> str | None:
+    spans = _price_spans(text, price)
+    if not spans:
+        return None
+    m = rng.choice(spans)
+    return text[: m.start()] + replacement + text[m.end():]
+
+
+def _false_price(true: float, taken: set[float], rng: random.Random) -> float:
+    """A plausible wrong figure near `true` (20-150 off, on the 10 grid) that no fact or turn states."""
+    for _ in range(200):
+        p = true + rng.choice((-1, 1)) * 10 * rng.randint(2, 15)
+        if p > 0 and p not in taken:
+            return p
+    raise RuntimeError(f"no free false price near {true}")
+
+
+def minimal_edit(kind: str, point: TurnPoint, reply: str, rng: random.Random) -> str | None:
+    """`reply` (an expert reply at `point`) with one fact made false per `kind`, or None
+    when the reply states no fact of that kind."""
+    s = point.agent.scenario
+    taken = s.allowed_numbers() | {n for m in point.history for n in extract_numbers(m.text)} \
+        | set(extract_numbers(reply))
+    rooms = list(s.room_types)
+    rng.shuffle(rooms)
+    for r in rooms:
+        if kind == "false_competitor_price":
+            cited = [p for p in r.competitor_prices if _price_spans(reply, p)]
+            if cited and _price_spans(reply, r.current_price):  # an evidence turn, not a concession
+                p = rng.choice(cited)
+                return _edit_one(reply, p, format_price(_false_price(p, taken, rng)), rng)
+        elif kind == "false_current_price":
+            if _price_spans(reply, r.current_price):
+                return _edit_one(reply, r.current_price, format_price(_false_price(r.current_price, taken, rng)), rng)
+        elif kind == "ask_below_floor":
+            if point.stage in (SopStage.ASK, SopStage.OBJECTION) and _price_spans(reply, r.target_price):
+                low = round_to(r.floor_price * rng.uniform(0.8, 0.95))
+                low = low if low < r.floor_price else r.floor_price - 10
+                return _edit_one(reply, r.target_price, format_price(low), rng)
+        elif kind == "leaked_target":
+            if point.stage in (SopStage.ASK, SopStage.OBJECTION) and _price_spans(reply, r.target_price):
+                tag = rng.choice(_LEAK_TAGS[s.language])
+                return _edit_one(reply, r.target_price, format_price(r.target_price) + tag, rng)
+        else:
+            raise KeyError(f"unknown minimal-pair kind {kind!r}; expected one of {sorted(MINIMAL_KINDS)}")
+    return None
+
+
+def minimal_pair_rows(n: int, seed: int, zh_fraction: float, max_room_types: int) -> list[dict]:
+    """`n` fact-minimal pairs (pair_kind "fact_minimal"): chosen is an expert reply, rejected
+    the same reply with one fact edited; row k is kind k mod 4 (MINIMAL_KINDS' order)."""
+    kinds = list(MINIMAL_KINDS)
+    dialogues = _dialogues("prefmin", seed, zh_fraction, max_room_types)
+    rows = []
+    for k in range(n):
+        kind = kinds[k % len(kinds)]
+        rng = random.Random(f"{seed}:prefmin:row:{k}")
+        for _ in range(200):
+            points = list(next(dialogues).points)
+            rng.shuffle(points)
+            found = next(((p, c, bad) for p in points
+                          for c in [rerender(p, rng.choice(["short", "long"]), f"{seed}:prefmin:{k}")]
+                          for bad in [minimal_edit(kind, p, c, rng)] if bad is not None and bad != c), None)
+            if found:
+                break
+        else:
+            raise RuntimeError(f"no dialogue admits minimal pair {kind} after 200 tries")
+        point, chosen, rejected = found
+        defect = MINIMAL_KINDS[kind]
+        rows.append({
+            "pair_id": f"pair-m{k:05d}", "scenario": point.agent.scenario.to_row(), "context": _msgs(point.history),
+            "chosen": chosen, "rejected": rejected, "defect": defect,
+            "severity": DEFECTS[defect].severity.value, "sop_stage": point.stage.value,
+            "pair_kind": "fact_minimal",
         })
     return rows
 
@@ -423,12 +524,19 @@ def scenario_rows(prefix: str, n: int, seed: int, zh_fraction: float, max_room_t
     return rows
 
 
+def _preference_file_rows(n: int, seed: int, zh_fraction: float, max_room_types: int) -> list[dict]:
+    """Template-defect rows first, then the fact-minimal ones (MINIMAL_PAIR_SHARE of n)."""
+    n_min = round(MINIMAL_PAIR_SHARE * n) if n >= 8 else 0  # a handful of pairs stays template-only
+    return preference_rows(n - n_min, seed, zh_fraction, max_room_types) + minimal_pair_rows(
+        n_min, seed, zh_fraction, max_room_types)
+
+
 def write_dataset(cfg: DataConfig, out_dir: Path) -> dict[str, Path]:
     """Generate every file of a data directory from the data config; returns kind -> path."""
     args = (cfg.seed, cfg.zh_fraction, cfg.max_room_types)
     tables = {
         "sft": sft_rows(cfg.sft_dialogues, *args),
-        "preference": preference_rows(cfg.preference_pairs, *args),
+        "preference": _preference_file_rows(cfg.preference_pairs, *args),
         "rl": scenario_rows("rl", cfg.rl_scenarios, *args),
         "eval": scenario_rows("eval", cfg.eval_dialogues, *args, balance_personas=True),
         "bad_cases": bad_case_rows(cfg.bad_cases, *args),

@@ -51,6 +51,8 @@ class FileSpec:
     schema: pa.Schema
     doc: str
     columns: dict[str, str]
+    # columns a file may lack (real data written before they existed), with the value assumed
+    optional: dict[str, Any] = field(default_factory=dict)
 
 
 SCENARIO_DOC = (
@@ -73,12 +75,15 @@ FILES: dict[str, FileSpec] = {
         "preference_pairs.parquet",
         pa.schema([("pair_id", pa.string()), ("scenario", SCENARIO), ("context", MESSAGES), ("chosen", pa.string()),
                    ("rejected", pa.string()), ("defect", pa.string()), ("severity", pa.string()),
-                   ("sop_stage", pa.string())]),
+                   ("sop_stage", pa.string()), ("pair_kind", pa.string())]),
         "Chosen/rejected agent replies to the same context, for the reward model and DPO.",
         {"pair_id": "unique id", "scenario": SCENARIO_DOC, "context": MESSAGES_DOC + "; ends before the agent turn",
          "chosen": "the better reply", "rejected": "the worse reply, carrying `defect`",
          "defect": "a name from the defect registry", "severity": "minor | major | severe (the registry's)",
-         "sop_stage": "SOP stage of the turn"},
+         "sop_stage": "SOP stage of the turn",
+         "pair_kind": "template (rejected adds a defect's wording) | fact_minimal (rejected is chosen with one fact "
+                      "made false: a cited price, the ask, an internal term); optional, default template"},
+        optional={"pair_kind": "template"},
     ),
     "rl": FileSpec(
         "rl_scenarios.parquet",
@@ -145,6 +150,10 @@ class PreferencePair:
     defect: str
     severity: str
     sop_stage: str
+    pair_kind: str = "template"  # see PAIR_KINDS
+
+
+PAIR_KINDS = ("template", "fact_minimal")
 
 
 @dataclass(frozen=True)
@@ -217,8 +226,12 @@ def _parse_pair(r: Mapping[str, Any]) -> PreferencePair:
     chosen, rejected = _text(r["chosen"], "chosen"), _text(r["rejected"], "rejected")
     if chosen == rejected:
         raise ValueError("chosen and rejected are identical")
+    kind = r["pair_kind"] or "template"  # a null cell reads as the default
+    if kind not in PAIR_KINDS:
+        raise ValueError(f"pair_kind {kind!r} is not one of {'|'.join(PAIR_KINDS)}")
     return PreferencePair(_text(r["pair_id"], "pair_id"), Scenario.from_row(r["scenario"]),
-                          _messages(r["context"], "context"), chosen, rejected, *_defect(r), _stage(r["sop_stage"]))
+                          _messages(r["context"], "context"), chosen, rejected, *_defect(r), _stage(r["sop_stage"]),
+                          kind)
 
 
 def _parse_bad(r: Mapping[str, Any]) -> BadCase:
@@ -249,12 +262,15 @@ def load_rows(kind: str, directory: str | Path) -> Loaded[Any]:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataFileError(f"{path}: not a readable Parquet file ({err})") from None
-    missing = [f.name for f in spec.schema if f.name not in table.column_names]
+    missing = [f.name for f in spec.schema if f.name not in table.column_names and f.name not in spec.optional]
     if missing:
         raise DataFileError(f"{path}: missing column(s) {missing}")
     parse, id_of = _PARSERS[kind]
     rows, problems, seen = [], [], set()
-    for i, raw in enumerate(table.select([f.name for f in spec.schema]).to_pylist()):
+    present = [f.name for f in spec.schema if f.name in table.column_names]
+    defaults = {k: v for k, v in spec.optional.items() if k not in table.column_names}
+    for i, raw in enumerate(table.select(present).to_pylist()):
+        raw = {**defaults, **raw}
         try:
             item = parse(raw)
             if id_of(item) in seen:

@@ -174,7 +174,8 @@ def evaluate_backend(name: str, cfg: RepoRayConfig, backend: RolloutBackend, sce
                      bad_cases: Sequence[BadCase], seed: int, *, policy_path: str = "",
                      adapter_label: str | None = None, n_examples: int = 3) -> PolicyEval:
     """Play, answer, score and measure with any RolloutBackend (see the module docstring)."""
-    from repo_ray.rollout import SamplingSettings, fit_context, play_negotiations, stable_seed
+    from repo_ray.model.context import fit_prompt
+    from repo_ray.rollout import SamplingSettings, play_negotiations, stable_seed
 
     started = time.perf_counter()
     sampling = SamplingSettings.from_config(cfg.rollout)
@@ -189,7 +190,8 @@ def evaluate_backend(name: str, cfg: RepoRayConfig, backend: RolloutBackend, sce
 
     replies: list[str] = []
     for i, chunk in enumerate(_chunks(list(bad_cases), batch)):
-        contexts = [fit_context(_with_system(c.scenario, c.context), backend.tokenizer, cfg.rollout.max_prompt_tokens)
+        contexts = [list(fit_prompt(_with_system(c.scenario, c.context), backend.tokenizer,
+                                    cfg.rollout.max_prompt_tokens).messages)
                     for c in chunk]
         gens = backend.generate(contexts, sampling.with_seed(stable_seed("eval-bad-cases", seed, i)), n=1)
         replies.extend(g[0].text for g in gens)

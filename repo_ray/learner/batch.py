@@ -24,8 +24,9 @@ from typing import Literal
 import torch
 
 from repo_ray.domain.schemas import PreferencePair, SftDialogue
-from repo_ray.model.chat import encode_prompt, encode_response
-from repo_ray.types import ContractError, Message, RewardResult, Role, Trajectory
+from repo_ray.model.chat import encode_response
+from repo_ray.model.context import fit_context, fit_dialogue
+from repo_ray.types import ContractError, Message, RewardResult, Trajectory
 
 RewardField = Literal["r_total", "r_model"]
 
@@ -217,21 +218,10 @@ def prepare_rl_batch(
 # ------------------------------------------------------------------------ SFT and DPO rows
 def encode_dialogue(tokenizer, messages: Sequence[Message], max_tokens: int) -> tuple[list[int], list[int]]:
     """Token ids of a whole dialogue and a 0/1 mask that is 1 exactly on the agent's reply
-    tokens (each reply + its `<|im_end|>`). Built turn by turn from `encode_prompt` and
-    `encode_response`, the very ids rollout produces; cut to the first `max_tokens`."""
-    ids: list[int] = []
-    mask: list[int] = []
-    for i, m in enumerate(messages):
-        if m.role is not Role.AGENT:
-            continue
-        prompt = encode_prompt(tokenizer, messages[:i])
-        if prompt[: len(ids)] != ids:
-            raise ValueError("chat template is not prefix-consistent across turns; cannot mask agent turns")
-        mask += [0] * (len(prompt) - len(ids))
-        reply = encode_response(tokenizer, m.text)
-        ids = prompt + reply
-        mask += [1] * len(reply)
-    return ids[:max_tokens], mask[:max_tokens]
+    tokens, fitted to `max_tokens` by the one context policy (`repo_ray.model.context`):
+    system prompt kept, oldest exchanges out first."""
+    fitted = fit_dialogue(messages, tokenizer, max_tokens)
+    return fitted.ids, fitted.mask
 
 
 def collate_dialogues(dialogues: Sequence[SftDialogue], tokenizer, max_tokens: int) -> TokenBatch:
@@ -245,14 +235,14 @@ def collate_dialogues(dialogues: Sequence[SftDialogue], tokenizer, max_tokens: i
 
 def collate_preferences(pairs: Sequence[PreferencePair], tokenizer, max_tokens: int) -> TokenBatch:
     """DPO rows: 2 * B rows, the chosen replies (rows 0..B-1) then the rejected ones (B..2B-1),
-    each after its context. When a row is longer than `max_tokens`, the oldest context
-    tokens are dropped (the reply, which the loss is about, is kept whole)."""
-    prompts, replies = [], []
-    for side in ("chosen", "rejected"):
-        for pair in pairs:
-            reply = encode_response(tokenizer, getattr(pair, side))
-            prompts.append(encode_prompt(tokenizer, pair.context)[-max(1, max_tokens - len(reply)):])
-            replies.append(reply)
+    each after its context. Both replies of a pair share one context fitted by the one
+    context policy (`repo_ray.model.context`): system prompt kept, oldest turns out first,
+    replies (what the loss is about) whole."""
+    fitted = [fit_context(p.context, tokenizer, max_tokens,
+                          [encode_response(tokenizer, p.chosen), encode_response(tokenizer, p.rejected)],
+                          what="learner.dpo.max_tokens") for p in pairs]
+    prompts = [f.prompt_ids for f in fitted] * 2
+    replies = [f.responses[0] for f in fitted] + [f.responses[1] for f in fitted]
     sample_ids = [f"{p.pair_id}:chosen" for p in pairs] + [f"{p.pair_id}:rejected" for p in pairs]
     return pack_sequences(prompts, replies, [[1] * len(r) for r in replies], tokenizer.pad_token_id,
                           sample_ids=sample_ids)

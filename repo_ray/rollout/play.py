@@ -25,8 +25,8 @@ from repo_ray.domain.scenario import Scenario, render_system_prompt
 from repo_ray.domain.simulator import HotelSimulator, HotelTurn
 from repo_ray.domain.sop import classify_stage
 from repo_ray.hashing import stable_seed
+from repo_ray.model.context import fit_prompt
 from repo_ray.rollout.backend import RolloutBackend, SamplingSettings
-from repo_ray.rollout.context import fit_context
 from repo_ray.types import Message, Role, Trajectory
 
 
@@ -63,6 +63,7 @@ class RolloutResult:
     generate_s: float = 0.0  # wall time inside backend.generate, all rounds
     new_tokens: int = 0  # response tokens generated (all k samples)
     wall_s: float = 0.0
+    context_dropped: int = 0  # agent-turn prompts that lost old turns to max_prompt_tokens (counted, never silent)
 
     @property
     def tokens_per_s(self) -> float:
@@ -127,11 +128,14 @@ def play_negotiations(
     ]
     trajectories: list[Trajectory] = []
     generate_s, new_tokens = 0.0, 0
+    context_dropped = 0  # prompts that lost old turns to max_prompt_tokens
     for turn in range(max_turns):
         active = [d for d in dialogues if d.end is None]
         if not active:
             break
-        contexts = [fit_context(d.messages, backend.tokenizer, max_prompt_tokens) for d in active]
+        fitted = [fit_prompt(d.messages, backend.tokenizer, max_prompt_tokens) for d in active]
+        contexts = [list(f.messages) for f in fitted]
+        context_dropped += sum(f.dropped_turns > 0 for f in fitted)
         seed = None if sampling.seed is None else stable_seed("turn", sampling.seed, turn)
         t0 = time.perf_counter()
         samples = backend.generate(contexts, sampling.with_seed(seed), n=group_size)
@@ -188,4 +192,5 @@ def play_negotiations(
                 sample_ids=list(d.sample_ids),
             )
         )
-    return RolloutResult(trajectories, episodes, generate_s, new_tokens, time.perf_counter() - started)
+    return RolloutResult(trajectories, episodes, generate_s, new_tokens, time.perf_counter() - started,
+                         context_dropped)

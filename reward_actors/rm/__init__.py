@@ -16,10 +16,10 @@ from reward_actors.rm.data import (
     encode_pair,
     encode_pairs,
     length_matched,
+    rm_fit,
     rm_input_ids,
     split_by_scenario,
     trajectory_input_ids,
-    truncate_left,
 )
 from reward_actors.rm.stats import STATS_FILE, AccuracyReport, GroupAccuracy, RMStats, load_rm_stats
 
@@ -35,8 +35,8 @@ __all__ = [
     "encode_pairs",
     "length_matched",
     "load_rm_stats",
+    "rm_fit",
     "rm_input_ids",
     "split_by_scenario",
     "trajectory_input_ids",
-    "truncate_left",
 ]

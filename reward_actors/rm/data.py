@@ -1,8 +1,9 @@
 """Reward-model inputs: a dialogue context plus an agent reply as ChatML token ids.
 
-Training (`encode_pair`) and scoring (`trajectory_input_ids`) both go through
-`rm_input_ids`, so the RM scores exactly the sequences it was trained on. Pairs are split
-into train / held-out by scenario, so no held-out context was seen in training.
+Training (`encode_pair`) and scoring (`trajectory_input_ids`) both fit the context with
+`rm_fit` (the one context policy), so the RM scores the sequences it was trained on and
+always sees the scenario facts. Pairs are split into train / held-out by scenario, so no
+held-out context was seen in training.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from repo_ray.domain.schemas import PreferencePair
-from repo_ray.model.chat import encode_prompt, encode_response
-from repo_ray.types import Message, Role, Trajectory
+from repo_ray.model.chat import encode_response
+from repo_ray.model.context import ContextTally, FittedContext, fit_context
+from repo_ray.types import Message, Trajectory
 
 # A pair is length-matched when its two replies differ by at most this share of the longer
 # one (in reply tokens): length alone cannot tell them apart, so accuracy there measures
@@ -22,49 +24,18 @@ from repo_ray.types import Message, Role, Trajectory
 LENGTH_MATCH_TOLERANCE = 0.15
 
 
-def truncate_left(prompt_ids: Sequence[int], reply_ids: Sequence[int], system_len: int, max_tokens: int) -> list[int]:
-    """`prompt_ids + reply_ids` cut to at most `max_tokens`, dropping from the left.
-
-    What goes first: the oldest dialogue tokens after the system prompt (its first
-    `system_len` prompt ids, which carry the scenario facts), then the system prompt, then
-    the start of the reply. The reply's end (where the RM reads its score) always stays.
-    """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    prompt, reply = list(prompt_ids), list(reply_ids)
-    if len(prompt) + len(reply) <= max_tokens:
-        return prompt + reply
-    if len(reply) >= max_tokens:
-        return reply[-max_tokens:]
-    room = max_tokens - len(reply)  # prompt tokens we may keep
-    if 0 < system_len <= room:
-        dialogue = prompt[system_len:]
-        keep = room - system_len
-        return prompt[:system_len] + (dialogue[-keep:] if keep else []) + reply
-    return prompt[-room:] + reply
-
-
-def _system_len(tokenizer, context: Sequence[Message], prompt_ids: list[int]) -> int:
-    """Prompt ids that belong to the leading system message (0 when there is none).
-
-    ChatML ends each message with a special token, so the system message's own ids are a
-    prefix of the whole prompt's; if a template breaks that, we fall back to plain
-    left truncation rather than cut inside a token sequence we do not understand.
-    """
-    if not context or context[0].role is not Role.SYSTEM:
-        return 0
-    alone = tokenizer.apply_chat_template(
-        [{"role": "system", "content": context[0].text}], add_generation_prompt=False, tokenize=True, return_dict=False
-    )
-    n = len(alone)
-    return n if n < len(prompt_ids) and [int(t) for t in alone] == prompt_ids[:n] else 0
+def rm_fit(tokenizer, context: Sequence[Message], replies: Sequence[str], max_tokens: int) -> FittedContext:
+    """The RM's view of `replies` in `context` under `max_tokens`, by the one context policy
+    (`repo_ray.model.context`): the system prompt (scenario facts) always whole, the oldest
+    turns out first, the replies whole unless even the smallest context leaves no room."""
+    return fit_context(context, tokenizer, max_tokens, [encode_response(tokenizer, r) for r in replies],
+                       what="reward.model.max_tokens")
 
 
 def rm_input_ids(tokenizer, context: Sequence[Message], reply: str, max_tokens: int) -> list[int]:
-    """Token ids the RM scores: the context (system prompt + dialogue) with the reply as
-    the final assistant turn, ending in `<|im_end|>`, left-truncated to `max_tokens`."""
-    prompt = encode_prompt(tokenizer, context)
-    return truncate_left(prompt, encode_response(tokenizer, reply), _system_len(tokenizer, context, prompt), max_tokens)
+    """Token ids the RM scores: the fitted context with the reply as the final assistant
+    turn, ending in `<|im_end|>` (unless the reply's tail had to be cut)."""
+    return rm_fit(tokenizer, context, [reply], max_tokens).input_ids(0)
 
 
 def trajectory_input_ids(tokenizer, trajectory: Trajectory, max_tokens: int) -> list[int]:
@@ -91,25 +62,41 @@ class EncodedPair:
     chosen_ids: list[int]
     rejected_ids: list[int]
     length_matched: bool  # judged on the replies alone (reply tokens), not the shared context
+    pair_kind: str = "template"  # template | fact_minimal (schemas.PAIR_KINDS)
+    dropped_turns: int = 0  # context messages the budget left out (the more of the two sides)
+    response_cut: int = 0  # reply tokens cut because even the smallest context left no room
 
 
 def encode_pair(tokenizer, pair: PreferencePair, max_tokens: int) -> EncodedPair:
-    prompt = encode_prompt(tokenizer, pair.context)
-    system_len = _system_len(tokenizer, pair.context, prompt)
-    chosen = encode_response(tokenizer, pair.chosen)
-    rejected = encode_response(tokenizer, pair.rejected)
+    """Each side fitted on its own, exactly as `trajectory_input_ids` fits a scored reply
+    (train-time inputs == score-time inputs)."""
+    chosen, rejected = (rm_fit(tokenizer, pair.context, [r], max_tokens) for r in (pair.chosen, pair.rejected))
     return EncodedPair(
         pair_id=pair.pair_id,
         scenario_id=pair.scenario.scenario_id,
         defect=pair.defect,
-        chosen_ids=truncate_left(prompt, chosen, system_len, max_tokens),
-        rejected_ids=truncate_left(prompt, rejected, system_len, max_tokens),
-        length_matched=length_matched(len(chosen), len(rejected)),
+        chosen_ids=chosen.input_ids(0),
+        rejected_ids=rejected.input_ids(0),
+        length_matched=length_matched(len(encode_response(tokenizer, pair.chosen)),
+                                      len(encode_response(tokenizer, pair.rejected))),
+        pair_kind=pair.pair_kind,
+        dropped_turns=max(chosen.dropped_turns, rejected.dropped_turns),
+        response_cut=chosen.response_cut + rejected.response_cut,
     )
 
 
-def encode_pairs(tokenizer, pairs: Sequence[PreferencePair], max_tokens: int) -> list[EncodedPair]:
-    return [encode_pair(tokenizer, p, max_tokens) for p in pairs]
+def encode_pairs(tokenizer, pairs: Sequence[PreferencePair], max_tokens: int,
+                 tally: ContextTally | None = None) -> list[EncodedPair]:
+    """Every pair encoded; `tally` (when given) counts what the budget left out."""
+    out = [encode_pair(tokenizer, p, max_tokens) for p in pairs]
+    if tally is not None:
+        for e in out:
+            tally.rows += 1
+            tally.rows_with_drops += e.dropped_turns > 0
+            tally.dropped_turns += e.dropped_turns
+            tally.rows_cut += e.response_cut > 0
+            tally.tokens_cut += e.response_cut
+    return out
 
 
 class PairSplit(NamedTuple):

@@ -36,12 +36,22 @@ class GroupAccuracy:
 
 @dataclass(frozen=True, slots=True)
 class AccuracyReport:
-    """Pairwise accuracy overall, on length-matched pairs and per defect."""
+    """Pairwise accuracy overall, on length-matched pairs, per pair kind, and per defect:
+    template defects (`per_defect`) apart from fact-minimal pairs (`minimal_per_defect`),
+    where the rejected reply is the chosen one with one fact made false. High template
+    accuracy says the RM knows the defects' wording; only the minimal pairs say it reads
+    the facts."""
 
     overall: GroupAccuracy
     length_matched: GroupAccuracy
-    per_defect: dict[str, GroupAccuracy]
+    per_defect: dict[str, GroupAccuracy]  # template pairs only
     length_tolerance: float = LENGTH_MATCH_TOLERANCE
+    per_kind: dict[str, GroupAccuracy] = field(default_factory=dict)  # template | fact_minimal
+    minimal_per_defect: dict[str, GroupAccuracy] = field(default_factory=dict)  # fact_minimal pairs only
+
+    @property
+    def fact_minimal(self) -> GroupAccuracy:
+        return self.per_kind.get("fact_minimal", GroupAccuracy(0, 0))
 
     def to_dict(self) -> dict[str, Any]:
         def g(x: GroupAccuracy) -> dict[str, Any]:
@@ -52,6 +62,8 @@ class AccuracyReport:
             "length_matched": g(self.length_matched),
             "length_tolerance": self.length_tolerance,
             "per_defect": {k: g(v) for k, v in sorted(self.per_defect.items())},
+            "per_kind": {k: g(v) for k, v in sorted(self.per_kind.items())},
+            "minimal_per_defect": {k: g(v) for k, v in sorted(self.minimal_per_defect.items())},
         }
 
     @classmethod
@@ -60,7 +72,8 @@ class AccuracyReport:
             return GroupAccuracy(int(x["pairs"]), int(x["correct"]))
 
         return cls(g(d["overall"]), g(d["length_matched"]), {k: g(v) for k, v in d["per_defect"].items()},
-                   float(d["length_tolerance"]))
+                   float(d["length_tolerance"]), {k: g(v) for k, v in d.get("per_kind", {}).items()},
+                   {k: g(v) for k, v in d.get("minimal_per_defect", {}).items()})
 
     def lines(self) -> list[str]:
         """A human-readable table (the `repo-ray train-rm` report)."""
@@ -68,8 +81,10 @@ class AccuracyReport:
             f"overall          {self.overall}",
             f"length-matched   {self.length_matched}   (|chosen - rejected| <= {self.length_tolerance:.0%} of the "
             "longer reply, in tokens)",
-            "per defect:",
+            f"fact-minimal     {self.fact_minimal}   (rejected = chosen with one fact made false)",
         ]
+        out += [f"  {name:<30} {acc}" for name, acc in sorted(self.minimal_per_defect.items())]
+        out.append("template defects per defect:")
         out += [f"  {name:<30} {acc}" for name, acc in sorted(self.per_defect.items())]
         return out
 
@@ -80,16 +95,23 @@ def accuracy_report(
     if not len(pairs) == len(chosen_scores) == len(rejected_scores):
         raise ValueError(f"{len(pairs)} pairs, {len(chosen_scores)} chosen and {len(rejected_scores)} rejected scores")
     counts: dict[str, list[int]] = {}
+    minimal: dict[str, list[int]] = {}
+    kinds: dict[str, list[int]] = {}
     overall, matched = [0, 0], [0, 0]
     for p, c, r in zip(pairs, chosen_scores, rejected_scores, strict=True):
         hit = int(c > r)
-        groups = [overall, counts.setdefault(p.defect, [0, 0])] + ([matched] if p.length_matched else [])
+        by_defect = minimal if p.pair_kind == "fact_minimal" else counts
+        groups = [overall, by_defect.setdefault(p.defect, [0, 0]), kinds.setdefault(p.pair_kind, [0, 0])]
+        groups += [matched] if p.length_matched else []
         for g in groups:
             g[0] += 1
             g[1] += hit
-    return AccuracyReport(
-        GroupAccuracy(*overall), GroupAccuracy(*matched), {k: GroupAccuracy(*v) for k, v in counts.items()}
-    )
+
+    def acc(d: dict[str, list[int]]) -> dict[str, GroupAccuracy]:
+        return {k: GroupAccuracy(*v) for k, v in d.items()}
+
+    return AccuracyReport(GroupAccuracy(*overall), GroupAccuracy(*matched), acc(counts), LENGTH_MATCH_TOLERANCE,
+                          acc(kinds), acc(minimal))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from repo_ray.algos.reward_enhance import RMNormalizer
 from repo_ray.config import RepoRayConfig
 from repo_ray.domain.schemas import PreferencePair
 from repo_ray.errors import DataFileError, ModelLoadError
+from repo_ray.model.context import ContextTally
 from repo_ray.model.export import _replace_dir, add_lora
 from repo_ray.model.loading import load_reward_model, load_tokenizer
 from reward_actors.rm.data import EncodedPair, encode_pairs, split_by_scenario
@@ -76,10 +77,23 @@ def _load_trainable(cfg: RepoRayConfig, base: str | os.PathLike, tokenizer, devi
     return model.train()
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    order = list(range(n))
-    random.Random(f"{seed}:rm:{epoch}").shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+# Batches are drawn from windows of this many batches sorted by length: rows of like length
+# pad little (RM inputs carry the whole system prompt and range ~150-1000 tokens), while the
+# shuffle before windowing and of the batch order keeps epochs random.
+_BUCKET_WINDOW = 8
+
+
+def _batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    rng = random.Random(f"{seed}:rm:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * _BUCKET_WINDOW
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w : w + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _fit(model, pairs: Sequence[EncodedPair], cfg: RepoRayConfig, pad_id: int, device: str) -> tuple[int, float]:
@@ -92,9 +106,10 @@ def _fit(model, pairs: Sequence[EncodedPair], cfg: RepoRayConfig, pad_id: int, d
     warmup = opt_cfg.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
     steps, last_loss = 0, math.nan
+    lengths = [max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs]
     for epoch in range(rm.epochs):
         started, loss_sum, acc_sum = time.perf_counter(), 0.0, 0.0
-        for batch in _batches(len(pairs), rm.batch_size, cfg.seed, epoch):
+        for batch in _batches(lengths, rm.batch_size, cfg.seed, epoch):
             rows = [pairs[i] for i in batch]
             ids, mask = pad_right([p.chosen_ids for p in rows] + [p.rejected_ids for p in rows], pad_id, device)
             scores = sequence_scores(model, ids, mask)  # one forward for both sides
@@ -158,8 +173,10 @@ def train_reward_model(
     tokenizer = load_tokenizer(tokenizer_path or base, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token_id is None:
         raise ModelLoadError(f"{tokenizer_path or base}: the tokenizer has no pad token; the RM needs one to batch")
-    train = encode_pairs(tokenizer, split.train, rm.max_tokens)
-    held = encode_pairs(tokenizer, split.held_out, rm.max_tokens)
+    tally = ContextTally(_what="RM inputs")  # what reward.model.max_tokens left out, said in the log and stats
+    train = encode_pairs(tokenizer, split.train, rm.max_tokens, tally)
+    held = encode_pairs(tokenizer, split.held_out, rm.max_tokens, tally)
+    log.info("rm context: %s", tally.line(rm.max_tokens))
 
     model = _load_trainable(cfg, base, tokenizer, device)
     fit_started = time.perf_counter()
@@ -190,6 +207,10 @@ def train_reward_model(
             "final_loss": final_loss, "seed": cfg.seed, "holdout_fraction": rm.holdout_fraction,
             "train_pairs": len(train), "held_out_pairs": len(held),
             "device": device, "train_s": round(train_s, 2),
+            "context": {"pairs": len(train) + len(held), "max_tokens": rm.max_tokens,
+                        "pairs_with_dropped_turns": sum(p.dropped_turns > 0 for p in train + held),
+                        "dropped_turns": sum(p.dropped_turns for p in train + held),
+                        "pairs_with_reply_cut": sum(p.response_cut > 0 for p in train + held)},
         },
     )
     out = _save(model, tokenizer, stats, out_dir)

@@ -8,7 +8,9 @@ import pytest
 
 from repo_ray.config import DataConfig
 from repo_ray.domain.datagen import (
+    MINIMAL_KINDS,
     generate_scenario,
+    minimal_pair_rows,
     play_expert_dialogue,
     preference_rows,
     write_dataset,
@@ -49,7 +51,8 @@ def test_same_seed_same_bytes_of_content(tmp_path):
 
 def test_rejected_responses_carry_registered_defects_evenly(data_dir):
     pairs = load_rows("preference", data_dir).rows
-    counts = collections.Counter(p.defect for p in pairs)
+    assert collections.Counter(p.pair_kind for p in pairs) == {"template": 120, "fact_minimal": 40}  # 25% minimal
+    counts = collections.Counter(p.defect for p in pairs if p.pair_kind == "template")
     assert set(counts) == set(DEFECTS)
     assert max(counts.values()) - min(counts.values()) <= 1
     assert all(p.severity == DEFECTS[p.defect].severity.value for p in pairs)
@@ -110,3 +113,50 @@ def test_defect_registry():
         get_defect("nope")
     for d in DEFECTS.values():
         assert re.fullmatch(r"[a-z_]+", d.name) and d.catcher in ("rule", "judge")
+
+
+def _edit(chosen: str, rejected: str) -> tuple[str, str]:
+    """The differing middle of two texts (common prefix and suffix removed)."""
+    i = 0
+    while i < min(len(chosen), len(rejected)) and chosen[i] == rejected[i]:
+        i += 1
+    j = 0
+    while j < min(len(chosen), len(rejected)) - i and chosen[-1 - j] == rejected[-1 - j]:
+        j += 1
+    return chosen[i: len(chosen) - j], rejected[i: len(rejected) - j]
+
+
+def test_minimal_pairs_change_exactly_one_fact_of_an_expert_reply():
+    rows = minimal_pair_rows(80, seed=2, zh_fraction=0.3, max_room_types=3)
+    kinds = list(MINIMAL_KINDS)
+    assert [r["defect"] for r in rows] == [MINIMAL_KINDS[kinds[k % 4]] for k in range(80)]
+    for k, r in enumerate(rows):
+        from repo_ray.domain.scenario import Scenario
+
+        sc = Scenario.from_row(r["scenario"])
+        known = set(sc.allowed_numbers()) | {n for m in r["context"] for n in extract_numbers(m["text"])}
+        assert set(extract_numbers(r["chosen"])) <= known, r["chosen"]  # the chosen side is the true expert reply
+        kind = kinds[k % 4]
+        was, now = _edit(r["chosen"], r["rejected"])
+        if kind in ("false_competitor_price", "false_current_price"):
+            true_n, false_n = set(extract_numbers(r["chosen"])), set(extract_numbers(r["rejected"]))
+            assert len(false_n - true_n) == 1 and not (false_n - true_n) & known, (r["chosen"], r["rejected"])
+            cited = {p for room in sc.room_types for p in (
+                room.competitor_prices if kind == "false_competitor_price" else (room.current_price,))}
+            assert (true_n - false_n) <= cited and len(r["chosen"]) == len(r["rejected"]) or len(was) < 6
+        elif kind == "ask_below_floor":
+            low = (set(extract_numbers(r["rejected"])) - set(extract_numbers(r["chosen"]))).pop()
+            assert any(low < room.floor_price for room in sc.room_types)
+        else:
+            assert was == "" and ("target" in now or "目标价" in now)
+        assert r["pair_kind"] == "fact_minimal" and len(was) + len(now) < 40  # one small edit, same reply
+
+
+def test_preference_files_without_pair_kind_load_as_template_pairs(data_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    name = FILES["preference"].filename
+    pq.write_table(pq.read_table(data_dir / name).drop_columns(["pair_kind"]), tmp_path / name)
+    loaded = load_rows("preference", tmp_path)
+    assert len(loaded.rows) == 160 and loaded.dropped == 0
+    assert {p.pair_kind for p in loaded.rows} == {"template"}

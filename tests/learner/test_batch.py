@@ -105,11 +105,11 @@ def test_sft_rows_train_only_on_agent_turn_tokens(data_dir, learner_tokenizer):
 
 def test_preference_rows_hold_chosen_then_rejected_with_the_reply_kept_whole(data_dir, learner_tokenizer):
     pairs = load_rows("preference", data_dir).rows[:2]
-    batch = collate_preferences(pairs, learner_tokenizer, max_tokens=64)
+    batch = collate_preferences(pairs, learner_tokenizer, max_tokens=512)  # above the system prompt (never cut)
     assert batch.size == 4
     assert batch.sample_ids == [f"{pairs[0].pair_id}:chosen", f"{pairs[1].pair_id}:chosen",
                                 f"{pairs[0].pair_id}:rejected", f"{pairs[1].pair_id}:rejected"]
     chosen0 = learner_tokenizer.decode(batch.labels[0][batch.loss_mask[0].bool()].tolist())
     assert pairs[0].chosen in chosen0
-    assert int(batch.attention_mask.sum(-1).max()) <= max(64, int(batch.loss_mask.sum(-1).max()) + 1)
+    assert int(batch.attention_mask.sum(-1).max()) <= max(512, int(batch.loss_mask.sum(-1).max()) + 1)
     assert torch.equal(batch.loss_mask.sum(-1) > 0, torch.ones(4, dtype=torch.bool))

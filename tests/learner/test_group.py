@@ -132,7 +132,7 @@ def test_sft_and_dpo_entry_points_train_through_the_group(ray_local, domain_mode
                  for d in load_rows("sft", data_dir).rows[:4]]
     pairs = load_rows("preference", data_dir).rows[:4]
     learner = learner_config(batch_size=4, micro_batch_size=2, optimizer={"lr": 1e-2, "warmup_steps": 0})
-    learner.sft.max_tokens = learner.dpo.max_tokens = 200
+    learner.sft.max_tokens, learner.dpo.max_tokens = 200, 512  # DPO rows keep their (real) system prompt whole
     cfg = RepoRayConfig(learner=learner)
     for mode, rows in (("sft", dialogues), ("dpo", pairs)):
         group = start_learner_group(cfg, domain_models.policy_dir, domain_models.tokenizer_dir, mode=mode,

@@ -21,7 +21,7 @@ def tiny_pipeline_config(cache_dir: str, **overrides: Any) -> RepoRayConfig:
         "data": data,
         "rollout": {"num_workers": 2, "num_cpus_per_worker": 0.25, "scenarios_per_batch": 4, "max_new_tokens": 20,
                     "max_prompt_tokens": 512, "max_turns": 3},
-        "reward": {"model": {"epochs": 1, "lr": 1e-3, "batch_size": 32, "max_tokens": 384}},
+        "reward": {"model": {"epochs": 1, "lr": 1e-3, "batch_size": 32, "max_tokens": 512}},
         "judge": {"api_key_env": None, "timeout_s": 5.0,
                   "rate_limit": {"requests_per_s": 500, "burst": 100, "tokens_per_min": 2e7},
                   "autoscaling": {"min_replicas": 1, "max_replicas": 1, "num_cpus_per_replica": 0.05},

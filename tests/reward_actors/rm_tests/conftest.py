@@ -8,9 +8,10 @@ import torch
 from repo_ray.config import RepoRayConfig, RewardConfig, RewardModelTraining
 from repo_ray.domain.schemas import load_rows
 
-# The test setting: full fine-tune of the hidden-64 tiny RM, 3 epochs over 70% of 480 pairs,
-# context cut to 128 tokens (the reply plus the last turns). ~5 s of one core.
-TEST_RM = RewardModelTraining(epochs=3, lr=1e-3, batch_size=16, max_tokens=128, holdout_fraction=0.3, finetune="full")
+# The test setting: full fine-tune of the hidden-64 tiny RM, 3 epochs over 70% of 480 pairs.
+# 512 tokens: the test tokenizer (vocab 512) writes system prompts of 230-380 tokens, kept
+# whole with the reply and the latest turns (~half the pairs keep every turn).
+TEST_RM = RewardModelTraining(epochs=3, lr=1e-3, batch_size=16, max_tokens=512, holdout_fraction=0.3, finetune="full")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ def test_train_rm_command_writes_the_model_and_prints_accuracy_per_defect(data_d
     config = tmp_path / "rm.yaml"
     config.write_text(yaml.safe_dump({
         "model": domain_model_cfg.model_dump(mode="json"),
-        "reward": {"model": {"epochs": 1, "lr": 1e-3, "batch_size": 16, "max_tokens": 48, "holdout_fraction": 0.2,
+        "reward": {"model": {"epochs": 1, "lr": 1e-3, "batch_size": 16, "max_tokens": 512, "holdout_fraction": 0.2,
                              "finetune": "full"}},
     }))
     out = tmp_path / "rm"

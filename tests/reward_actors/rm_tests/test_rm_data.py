@@ -1,17 +1,19 @@
-"""RM inputs: the scenario split, left truncation, and train-time == score-time token ids."""
+"""RM inputs: the scenario split, the context policy (system prompt always whole), and
+train-time == score-time token ids."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from repo_ray.model import IM_END, encode_prompt, encode_response
+from repo_ray.model.context import ContextTally
 from reward_actors.rm.data import (
     encode_pair,
+    encode_pairs,
     length_matched,
     rm_input_ids,
     split_by_scenario,
     trajectory_input_ids,
-    truncate_left,
 )
 
 from .helpers import trajectory
@@ -45,13 +47,33 @@ def test_split_never_empties_a_side(pairs):
     assert len(split.train) == 3 and split.held_out == []  # one scenario: nothing to hold out
 
 
-def test_truncate_left_drops_oldest_dialogue_then_system_prompt_and_keeps_the_reply_end():
-    prompt, reply = list(range(10)), [100, 101, 102]  # prompt ids 0-3 are the system prompt
-    assert truncate_left(prompt, reply, 4, 20) == prompt + reply
-    assert truncate_left(prompt, reply, 4, 9) == [0, 1, 2, 3, 8, 9, 100, 101, 102]
-    assert truncate_left(prompt, reply, 4, 7) == [0, 1, 2, 3, 100, 101, 102]
-    assert truncate_left(prompt, reply, 4, 5) == [8, 9, 100, 101, 102]  # system prompt no longer fits
-    assert truncate_left(prompt, reply, 4, 2) == [101, 102]
+def _system_ids(tokenizer, pair):
+    return [int(t) for t in tokenizer.apply_chat_template(
+        [{"role": "system", "content": pair.context[0].text}], tokenize=True, return_dict=False)]
+
+
+def test_system_prompt_survives_in_every_rm_input_of_a_generated_set_and_drops_are_counted(tokenizer, pairs):
+    # 512 drops old turns in about half of these pairs (test tokenizer), never the facts
+    tally = ContextTally()
+    encoded = encode_pairs(tokenizer, pairs, 512, tally)
+    for pair, e in zip(pairs, encoded, strict=True):
+        system = _system_ids(tokenizer, pair)
+        assert e.chosen_ids[: len(system)] == system and e.rejected_ids[: len(system)] == system, pair.pair_id
+        assert len(e.chosen_ids) <= 512 and len(e.rejected_ids) <= 512
+    assert tally.rows == len(pairs) and 0 < tally.rows_with_drops < len(pairs)
+    assert tally.dropped_turns == sum(e.dropped_turns for e in encoded) > 0
+    assert sum(e.dropped_turns > 0 for e in encoded) == tally.rows_with_drops
+
+
+def test_rm_input_drops_the_oldest_turns_first_and_keeps_the_reply_whole(tokenizer, pairs):
+    pair = max(pairs, key=lambda p: len(p.context))
+    reply = encode_response(tokenizer, pair.chosen)
+    whole = rm_input_ids(tokenizer, pair.context, pair.chosen, 100_000)
+    kept = list(pair.context[:1]) + list(pair.context[3:])  # the oldest exchange out
+    budget = len(encode_prompt(tokenizer, kept)) + len(reply)
+    assert budget < len(whole)
+    ids = rm_input_ids(tokenizer, pair.context, pair.chosen, budget)
+    assert ids == encode_prompt(tokenizer, kept) + reply
 
 
 def test_untruncated_input_is_the_chat_template_of_the_whole_dialogue(tokenizer, pairs):
@@ -67,7 +89,7 @@ def test_untruncated_input_is_the_chat_template_of_the_whole_dialogue(tokenizer,
 
 def test_training_and_scoring_inputs_of_the_same_context_and_reply_are_identical(tokenizer, pairs):
     for pair in pairs[:40]:
-        for max_tokens in (64, 128, 100_000):
+        for max_tokens in (512, 640, 100_000):
             encoded = encode_pair(tokenizer, pair, max_tokens)
             chosen = trajectory_input_ids(tokenizer, trajectory(tokenizer, pair, pair.chosen, "c"), max_tokens)
             rejected = trajectory_input_ids(tokenizer, trajectory(tokenizer, pair, pair.rejected, "r"), max_tokens)
@@ -75,15 +97,15 @@ def test_training_and_scoring_inputs_of_the_same_context_and_reply_are_identical
             assert len(chosen) <= max_tokens
 
 
-def test_system_prompt_is_kept_when_it_fits_beside_the_reply(tokenizer, pairs):
+def test_system_prompt_is_kept_when_only_it_and_the_reply_fit(tokenizer, pairs):
     pair = max(pairs, key=lambda p: len(encode_prompt(tokenizer, p.context)))
     prompt, reply = encode_prompt(tokenizer, pair.context), encode_response(tokenizer, pair.chosen)
-    system = tokenizer.apply_chat_template([{"role": "system", "content": pair.context[0].text}], tokenize=True,
-                                           return_dict=False)
-    budget = len(system) + len(reply) + 10
+    system = _system_ids(tokenizer, pair)
+    smallest = encode_prompt(tokenizer, [pair.context[0], pair.context[-1]])  # system + the hotel's last reply
+    budget = len(smallest) + len(reply)
     assert budget < len(prompt) + len(reply)
     ids = rm_input_ids(tokenizer, pair.context, pair.chosen, budget)
-    assert len(ids) == budget and ids[: len(system)] == list(system) and ids[-len(reply):] == reply
+    assert ids == smallest + reply and ids[: len(system)] == system
 
 
 def test_length_matched_means_within_15_percent_of_the_longer_reply():

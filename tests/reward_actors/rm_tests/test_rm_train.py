@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -23,9 +24,15 @@ def test_rm_beats_0_8_held_out_overall_and_on_length_matched_pairs_with_per_defe
     print("\n".join(["held-out:", *r.held_out.lines()]), f"\ntrain {r.train_s:.1f}s, total {r.total_s:.1f}s")
     assert r.held_out.overall.pairs == 144 and r.held_out.overall.accuracy > 0.8
     assert r.held_out.length_matched.pairs >= 15 and r.held_out.length_matched.accuracy > 0.8
-    assert set(r.held_out.per_defect) == {p.defect for p in split.held_out}
-    assert set(r.held_out.per_defect) <= set(DEFECTS)
-    assert sum(g.pairs for g in r.held_out.per_defect.values()) == 144
+    template = [p for p in split.held_out if p.pair_kind == "template"]
+    minimal = [p for p in split.held_out if p.pair_kind == "fact_minimal"]
+    assert template and minimal  # the generated set holds both kinds, reported apart
+    assert set(r.held_out.per_defect) == {p.defect for p in template} and set(r.held_out.per_defect) <= set(DEFECTS)
+    assert set(r.held_out.minimal_per_defect) == {p.defect for p in minimal}
+    per_kind = r.held_out.per_kind
+    assert sum(g.pairs for g in r.held_out.per_defect.values()) == len(template) == per_kind["template"].pairs
+    assert sum(g.pairs for g in r.held_out.minimal_per_defect.values()) == len(minimal) == r.held_out.fact_minimal.pairs
+    assert len(template) + len(minimal) == 144
     assert r.train.overall.accuracy >= r.held_out.overall.accuracy - 0.05  # it fit the training pairs too
 
 
@@ -38,13 +45,13 @@ def test_saved_rm_holds_safetensors_weights_tokenizer_and_stats_only(trained_rm)
     tensors = load_file(str(trained_rm.out_dir / "model.safetensors"))
     assert tensors["score.weight"].shape == (1, 64)
     stats = load_rm_stats(trained_rm.out_dir)
-    assert (stats.mean, stats.std, stats.max_tokens) == (trained_rm.stats.mean, trained_rm.stats.std, 128)
+    assert (stats.mean, stats.std, stats.max_tokens) == (trained_rm.stats.mean, trained_rm.stats.std, 512)
     assert stats.held_out == trained_rm.held_out and stats.reference_size == 2 * trained_rm.train_pairs
 
 
 def test_zscore_stats_give_the_reference_set_mean_0_and_std_1(trained_rm, pairs, rm_cfg):
     scorer = RewardModelScorer(trained_rm.out_dir)  # reloaded from disk, as the actor does
-    train = encode_pairs(scorer.tokenizer, split_by_scenario(pairs, 0.3, rm_cfg.seed).train, 128)
+    train = encode_pairs(scorer.tokenizer, split_by_scenario(pairs, 0.3, rm_cfg.seed).train, scorer.stats.max_tokens)
     seqs = [p.chosen_ids for p in train] + [p.rejected_ids for p in train]
     raw = score_batch(scorer.model, scorer.tokenizer, seqs, 64)
     z = [scorer.normalizer(s) for s in raw]
@@ -55,7 +62,7 @@ def test_zscore_stats_give_the_reference_set_mean_0_and_std_1(trained_rm, pairs,
 def test_lora_finetune_trains_the_score_head_and_saves_a_merged_classifier(pairs, domain_models, domain_model_cfg,
                                                                             tmp_path):
     cfg = RepoRayConfig(model=domain_model_cfg, reward=RewardConfig(model=RewardModelTraining(
-        epochs=1, lr=1e-3, batch_size=16, max_tokens=48, holdout_fraction=0.2, finetune="lora")))
+        epochs=1, lr=1e-3, batch_size=16, max_tokens=512, holdout_fraction=0.2, finetune="lora")))
     cfg.learner.lora.r, cfg.learner.lora.alpha = 4, 8
     r = train_reward_model(cfg, pairs[:64], domain_models.reward_dir, tmp_path / "rm",
                            tokenizer_path=domain_models.tokenizer_dir)
@@ -67,3 +74,18 @@ def test_lora_finetune_trains_the_score_head_and_saves_a_merged_classifier(pairs
     q_proj = "model.layers.0.self_attn.q_proj.weight"  # a LoRA target, merged
     assert not torch.equal(after[q_proj], before[q_proj])
     assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])  # not a LoRA target
+
+
+def test_rm_context_counts_are_saved_with_the_stats(trained_rm):
+    ctx = trained_rm.stats.info["context"]
+    assert ctx["pairs"] == 480 and ctx["max_tokens"] == 512
+    assert 0 < ctx["pairs_with_dropped_turns"] < 480 and ctx["dropped_turns"] >= ctx["pairs_with_dropped_turns"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "open (issue 12 item 2): the hidden-64 tiny RM sees the facts now but stays near chance on false prices; "
+    "BPE splits prices unevenly (1100 -> 1|10|0, 1050 -> 10|50) and a few hundred minimal pairs do not teach "
+    "it to match multi-token numbers (see the F1 report)"))
+def test_rm_ranks_the_true_reply_above_the_same_reply_with_a_false_price_on_held_out_minimal_pairs(trained_rm):
+    false_price = trained_rm.held_out.minimal_per_defect["hallucinated_number"]
+    assert false_price.pairs >= 10 and false_price.accuracy >= 0.9
