@@ -165,7 +165,8 @@ class RLLoop:
 
     def _expected_in_flight(self) -> float:
         eps = sum(len(c.episode_ids) for _, c in self.rollouts.values() if not c.control)
-        return eps * self.state.turns_per_episode * self.group_size + len([1 for _, c in self.rewards.values() if not c])
+        scoring = sum(1 for _, control in self.rewards.values() if not control)
+        return eps * self.state.turns_per_episode * self.group_size + scoring
 
     # ------------------------------------------------------------------ dispatch
     def _new_chunk(self, n: int) -> Chunk | None:
@@ -386,12 +387,12 @@ class RLLoop:
                 if self.train_future is not None and self.train_future.done():
                     metrics, push, elapsed = self.train_future.result()
                     self.train_future = None
-                    record = self._complete_step(current, metrics, push, elapsed)
-                    records.append(record)
+                    done_step = self._complete_step(current, metrics, push, elapsed)  # `record` is telemetry's
+                    records.append(done_step)
                     if bar is not None:
-                        _update_bar(bar, record)
+                        _update_bar(bar, done_step)
                     if on_step is not None:
-                        on_step(self, record)
+                        on_step(self, done_step)
                     continue
                 refs = list(self.rollouts) + list(self.rewards)
                 if not refs and self.train_future is None and not self.retry:
