@@ -333,7 +333,6 @@ class RLLoop:
             self._finish(s, SampleFate.DISCARDED, why)
         self.buffer = [s for s in self.buffer if s.trajectory.group_id != gid]
 
-
     # ------------------------------------------------------------------ training
     def _ready_batch(self) -> list[_Sample] | None:
         if self.train_future is not None:
