@@ -52,3 +52,18 @@ def test_relative_run_dir_is_absolutised_by_hand_and_refused_in_a_job(tmp_path, 
     with pytest.raises(RunDirError, match="relative; inside a Ray job"):
         resolve_run_dir("runs/x")
     assert os.path.isabs(resolve_run_dir(str(tmp_path)))
+
+
+def test_stage_helper_reuses_only_a_finished_stage_with_the_same_inputs_and_output(tmp_path, capsys):
+    rd = RunDir(str(tmp_path / "run"))
+    stage = rd.stage("sft", {"lr": 1e-3}, 7, output=("sft",))
+    assert not stage.reused("out")
+    (rd.local("sft") / "model.txt").write_text("w")
+    stage.finish("2 steps", "out", first_loss=1.5)
+    info = rd.read_json("sft", "stage.json")
+    assert info["input_hash"] == stage.key and info["first_loss"] == 1.5 and info["seconds"] >= 0
+    assert "[repo-ray] sft: 2 steps (" in capsys.readouterr().out
+    assert rd.stage("sft", {"lr": 1e-3}, 7).reused("out")
+    assert "sft: reusing out" in capsys.readouterr().out
+    assert not rd.stage("sft", {"lr": 1e-3}, 7).reused("out", ready=False)  # its output is gone
+    assert not rd.stage("sft", {"lr": 2e-3}, 7).reused("out")
