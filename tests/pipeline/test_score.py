@@ -36,7 +36,11 @@ def _expert_and_false_price():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir, domain_models, domain_model_cfg):
-    """A run directory holding only a trained tiny RM (RUN/rm/model), as `repo-ray train` leaves it."""
+    """A run directory holding only a trained tiny RM (RUN/rm/model), as `repo-ray train` leaves it.
+    Its quality does not matter here (one step on 16 pairs, ~5 s on one torch thread): the
+    tests check the plumbing and what the judge and rules say."""
+    import torch
+
     from repo_ray.config import RepoRayConfig, RewardConfig, RewardModelTraining
     from repo_ray.domain.schemas import load_rows
     from reward_actors.rm.train import train_reward_model
@@ -44,9 +48,14 @@ def run_dir(tmp_path_factory, data_dir, domain_models, domain_model_cfg):
     run = tmp_path_factory.mktemp("score-run")
     rm = RewardModelTraining(epochs=1, lr=1e-3, batch_size=16, max_tokens=512, holdout_fraction=0.0, finetune="full")
     cfg = RepoRayConfig(seed=0, model=domain_model_cfg, reward=RewardConfig(model=rm))
-    pairs = load_rows("preference", data_dir).rows[:64]
-    train_reward_model(cfg, pairs, domain_models.reward_dir, run / "rm" / "model",
-                       tokenizer_path=domain_models.tokenizer_dir, device="cpu")
+    pairs = load_rows("preference", data_dir).rows[:16]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on 2 shared cores, intra-op threads of a tiny model mostly spin
+    try:
+        train_reward_model(cfg, pairs, domain_models.reward_dir, run / "rm" / "model",
+                           tokenizer_path=domain_models.tokenizer_dir, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 
@@ -120,7 +129,7 @@ def test_a_false_competitor_price_scores_lower_and_names_hallucinated_numbers(sc
     assert "hallucinated_numbers" in bad["violations"]
     assert bad["sources"]["rules"]["tags"]["hallucinated_numbers"]  # which number, for the user
     assert bad["e_func"] < good["e_func"]
-    assert bad["e_judge"] <= good["e_judge"]
+    assert bad["e_judge"] < good["e_judge"]
     assert bad["e_enh"] < good["e_enh"]
 
 
@@ -161,3 +170,70 @@ def test_a_missing_reward_model_is_a_one_line_error(tmp_path, config_file, capsy
 def test_a_missing_input_file_is_a_one_line_error(run_dir, config_file, tmp_path, capsys):
     rc = main(["score", "--config", str(config_file), "--run-dir", str(run_dir), str(tmp_path / "nope.jsonl")])
     assert rc == 2 and "nope.jsonl: file not found" in capsys.readouterr().err
+
+
+def test_a_failing_judge_masks_the_line_with_r_total_null(run_dir, domain_model_cfg, tmp_path):
+    """The training failure policy (mask): a judge answering 5xx masks the sample, its reason
+    names the judge, r_total is null and the other sources still report."""
+    from repo_ray.domain.datagen import generate_scenario
+    from repo_ray.domain.scenario import Persona
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": domain_model_cfg.model_dump(mode="json"),
+        "judge": {"api_key_env": None, "max_retries": 0, "local_server": {"enabled": True, "error_rate": 1.0}},
+    }))
+    sc = generate_scenario(random.Random("m"), "m-1", 0.0, 1, Persona.COOPERATIVE)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"scenario": sc.to_row(), "context": [], "response": "Hello, this is the OTA."}) + "\n")
+    rc = main(["score", "--config", str(cfg), "--run-dir", str(run_dir), str(src), "--out", str(out)])
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert rc == 0 and tuple(row) == KEYS
+    assert row["masked"] is True and row["r_total"] is None and row["e_enh"] is None
+    assert row["sources"]["judge"]["status"] == "http_error" and row["sources"]["judge"]["score"] is None
+    assert row["reason"].startswith("judge http_error")
+    assert row["sources"]["rm"]["status"] == "ok" and row["r_model"] is not None and row["violations"] == []
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"context": [], "response": "x"}, "missing field 'scenario'"),
+    ({"scenario": [], "context": [], "response": "x"}, "scenario: expected an object"),
+    ({"scenario": "DROP:room_types", "context": [], "response": "x"}, "scenario: missing field 'room_types'"),
+    ({"scenario": "FLOOR_ABOVE_CURRENT", "context": [], "response": "x"}, "scenario: room type"),
+    ({"scenario": "OK", "context": {"role": "hotel"}, "response": "x"}, "context: expected a list"),
+    ({"scenario": "OK", "context": [{"role": "hotel"}], "response": "x"}, "context[0]: missing field 'text'"),
+    ({"scenario": "OK", "context": [{"role": "hotel", "text": "hi"}, {"role": "system", "text": "s"}], "response": "x"},
+     "context[1]: a system message may only come first"),
+    ({"scenario": "OK", "context": [], "response": 3}, "response: expected a string, got int"),
+    ({"scenario": "OK", "context": [], "response": "x", "truncated": "yes"}, "truncated: expected true or false"),
+])
+def test_parse_line_names_what_is_wrong(record, reason):
+    from repo_ray.domain.datagen import generate_scenario
+    from repo_ray.domain.scenario import Persona
+    from repo_ray.pipeline.score import parse_line
+
+    row = generate_scenario(random.Random("p"), "p-1", 0.0, 1, Persona.COOPERATIVE).to_row()
+    if record.get("scenario") == "OK":
+        record["scenario"] = row
+    elif record.get("scenario") == "FLOOR_ABOVE_CURRENT":
+        record["scenario"] = row | {"room_types": [row["room_types"][0] | {"floor_price": 1e6}]}
+    elif isinstance(record.get("scenario"), str):
+        record["scenario"] = {k: v for k, v in row.items() if k != record["scenario"].split(":")[1]}
+    with pytest.raises(ValueError) as err:
+        parse_line(json.dumps(record), 1)
+    assert str(err.value).startswith(reason) and "\n" not in str(err.value)
+
+
+def test_parse_line_prepends_the_rollouts_system_prompt_only_when_the_context_has_none():
+    from repo_ray.domain.datagen import generate_scenario
+    from repo_ray.domain.scenario import Persona, render_system_prompt
+    from repo_ray.pipeline.score import parse_line
+
+    sc = generate_scenario(random.Random("p"), "p-1", 0.0, 1, Persona.COOPERATIVE)
+    hotel = {"role": "hotel", "text": "Hello?"}
+    req = parse_line(json.dumps({"scenario": sc.to_row(), "context": [hotel], "response": "Hi"}), 7)
+    assert [m.role.value for m in req.messages] == ["system", "hotel"]
+    assert req.messages[0].text == render_system_prompt(sc) and req.line == 7 and req.truncated is False
+    own = parse_line(json.dumps({"scenario": sc.to_row(), "context": [{"role": "system", "text": "mine"}, hotel],
+                                 "response": "Hi", "truncated": True}), 1)
+    assert own.messages[0].text == "mine" and len(own.messages) == 2 and own.truncated is True
