@@ -2,10 +2,8 @@
 shared rate limiter, the autoscaled Serve pool and the local heuristic judge server.
 
 How the reward pool uses it (one SourceResult per agent turn; never raises for judge
-failures):
-
-    from reward_actors.judge import JudgeContext
-    from repo_ray.pipeline.placement import deploy_judge_pool   # the driver deploys it
+failures). The driver deploys the pool with `deploy_judge_pool` of the run's launcher
+(pipeline/placement.py), which this package does not import:
 
     pool = deploy_judge_pool(cfg.judge, cfg.reward.judge_weights, run_id, cfg.reward.timeouts.judge_s)
     ctx = JudgeContext.from_trajectory(trajectory, scenario)   # scenario of trajectory.scenario_id
