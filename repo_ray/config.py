@@ -293,6 +293,37 @@ class LocalJudgeServer(_Section):
     )
 
 
+class RubricItem(_Section):
+    """A rubric item added to the training judge's rubric (judge.extra_items): its line joins
+    the prompt, its name the answer's JSON schema (required, like the built-in items)."""
+
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9_]*$", description="item key in the judge's answer")
+    prompt: str = Field(..., min_length=1, description="the line the judge reads, e.g. 'never offers coupon codes'")
+    weight: float = Field(DEFAULT_EXTRA_ITEM_WEIGHT, description="weight in E_judge (scores lie in [-10, 10])")
+    heuristic: str | None = Field(
+        None,
+        description="for the local heuristic judge: 'package.module:function' scoring fn(payload) -> (score or "
+        "None, reason) or a score, payload being the prompt's decoded data block; null: the local judge answers null",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_builtin(cls, v: str) -> str:
+        if v in JUDGE_ITEMS:
+            raise ValueError(f"{v!r} is a built-in rubric item (weigh it with reward.judge_weights)")
+        return v
+
+    @field_validator("heuristic")
+    @classmethod
+    def _load_heuristic(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from repo_ray.plugins import canonical_spec, resolve_heuristic
+
+        resolve_heuristic(v)
+        return canonical_spec(v)
+
+
 class JudgeConfig(_Section):
     """The LLM judge (RJ): any OpenAI-compatible /v1/chat/completions endpoint."""
 
@@ -313,6 +344,21 @@ class JudgeConfig(_Section):
     budget: JudgeBudget = Field(default_factory=JudgeBudget, description="spend cap")
     autoscaling: JudgeAutoscaling = Field(default_factory=JudgeAutoscaling, description="Serve autoscaling")
     local_server: LocalJudgeServer = Field(default_factory=LocalJudgeServer, description="local stand-in judge")
+    extra_items: list[RubricItem] = Field(
+        default_factory=list,
+        description="rubric items added to the training judge's rubric: {name, prompt, weight (default "
+        f"{DEFAULT_EXTRA_ITEM_WEIGHT:g}), heuristic (optional import path for the local judge)}}; the evaluation "
+        "judge keeps its own rubric",
+    )
+
+    @field_validator("extra_items")
+    @classmethod
+    def _unique_items(cls, v: list[RubricItem]) -> list[RubricItem]:
+        names = [i.name for i in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rubric item(s) {dup} listed twice")
+        return v
 
 
 # --------------------------------------------------------------------------- learner

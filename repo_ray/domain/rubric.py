@@ -6,6 +6,9 @@ implement them, and the defect registry names them as the expected catcher.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 # RF rules: pure (response, context) -> RuleResult(score <= 0, tags).
 RULES: dict[str, str] = {
     "format_breakage": "markup, role tags, unbalanced brackets or template debris in the reply",
@@ -62,3 +65,18 @@ DEFAULT_JUDGE_WEIGHTS: dict[str, float] = {
     "immediate_acceptance": 1.25,
     "covers_all_room_types": 1.0,
 }
+
+# Plug-ins (repo_ray/plugins.py): a rule of reward.extra_rules that reward.rule_weights does
+# not name weighs like the built-in format and language rules; an extra rubric item of
+# judge.extra_items carries its own weight (default 1.0, the built-in items' typical weight).
+DEFAULT_EXTRA_RULE_WEIGHT = 20.0
+DEFAULT_EXTRA_ITEM_WEIGHT = 1.0
+
+
+def rubric_items(extra: Iterable[Any] = ()) -> dict[str, str]:
+    """The training judge's rubric: the built-in items, then the extra ones (objects with
+    `name` and `prompt`, e.g. judge.extra_items), each name -> the line the judge reads."""
+    items = dict(JUDGE_ITEMS)
+    for item in extra:
+        items[item.name] = item.prompt
+    return items

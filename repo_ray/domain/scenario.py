@@ -6,6 +6,7 @@ never state them as such (DESIGN.md §4).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class RoomType:
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ValueError("room type name is empty")
+        prices = (self.current_price, self.target_price, self.floor_price, *self.competitor_prices)
+        if not all(math.isfinite(p) for p in prices):  # NaN passes every comparison below
+            raise ValueError(f"room type {self.name!r}: prices must be finite numbers, got {list(prices)}")
         if not 0 < self.floor_price <= self.target_price <= self.current_price:
             raise ValueError(
                 f"room type {self.name!r}: need 0 < floor ({self.floor_price:g}) <= target "

@@ -8,7 +8,7 @@ one-line summary of how many were dropped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -252,32 +252,136 @@ _PARSERS: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Any], st
 }
 
 
+# The longest text a data cell may hold: a system prompt is a few thousand characters and a
+# reply at most a few thousand; a multi-megabyte cell is broken data and would only stall the
+# tokenizer and the regex rules downstream.
+MAX_TEXT_CHARS = 100_000
+
+
+def oversized_text(value: Any, where: str, limit: int = MAX_TEXT_CHARS) -> str | None:
+    """The first string in a (nested) cell longer than `limit`, as `path: N characters ...`."""
+    if isinstance(value, str):
+        return f"{where}: {len(value):,} characters, at most {limit:,}" if len(value) > limit else None
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        sub = f"{where}.{k}" if isinstance(k, str) else f"{where}[{k}]"
+        if (found := oversized_text(v, sub, limit)) is not None:
+            return found
+    return None
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_struct(t):
+        return "struct"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return "list"
+    if pa.types.is_null(t):
+        return "null"  # an all-null column: every row then says what is missing
+    return str(t)
+
+
+def type_mismatch(expected: pa.DataType, actual: pa.DataType, where: str) -> str | None:
+    """Why a column's type cannot hold the schema's (None when it can): the kinds must agree
+    (any integer or float width is a number; string, large_string alike), structs must carry
+    every field, lists must hold the right kind. A real file's int prices are fine."""
+    ek, ak = _kind(expected), _kind(actual)
+    if ak == "null":
+        return None
+    if ek != ak:
+        got = ak if ak in ("struct", "list") else str(actual)
+        want = f"a struct of {', '.join(expected.field(i).name for i in range(expected.num_fields))}" \
+            if ek == "struct" else f"a {ek}" if ek == "list" else f"a {ek} ({expected})"
+        return f"column {where} is {got}, expected {want}"
+    if ek == "struct":
+        have = {actual.field(i).name: actual.field(i).type for i in range(actual.num_fields)}
+        for i in range(expected.num_fields):
+            f = expected.field(i)
+            if f.name not in have:
+                return f"column {where}.{f.name} is missing"
+            if (why := type_mismatch(f.type, have[f.name], f"{where}.{f.name}")) is not None:
+                return why
+    if ek == "list":
+        return type_mismatch(expected.value_type, actual.value_type, f"{where}[]")
+    return None
+
+
+def table_rows(table: pa.Table, name: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(row, values, problem) per row. A string cell that is not valid UTF-8 makes only its own
+    row unusable (Arrow decodes whole columns, so the slow per-row path runs only then)."""
+    try:
+        yield from ((i, raw, None) for i, raw in enumerate(table.to_pylist()))
+        return
+    except UnicodeDecodeError:
+        pass
+    for i in range(table.num_rows):
+        row: dict[str, Any] = {}
+        for col in table.column_names:
+            try:
+                row[col] = table.column(col)[i].as_py()
+            except UnicodeDecodeError as err:
+                yield i, None, f"{name}:{i}: {col}: not UTF-8 text (byte {err.start}: {err.reason})"
+                break
+        else:
+            yield i, row, None
+
+
+def read_table(path: Path, what: str = "file") -> pa.Table:
+    """A Parquet file as a table, or DataFileError naming the file and the reason."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: {what} not found" if not path.is_dir() else f"{path}: is a directory")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{path}: empty file (0 bytes), not Parquet")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataFileError(f"{path}: not a readable Parquet file ({reason.replace(str(path), 'file')})") from None
+
+
 def load_rows(kind: str, directory: str | Path) -> Loaded[Any]:
-    """Load and validate one file of a data directory; bad rows are dropped and reported."""
+    """Load and validate one file of a data directory; bad rows are dropped and reported.
+
+    Whole-file problems (missing, not Parquet, no rows, a missing or wrong-typed column) are a
+    DataFileError naming the file and the column; row problems are `file:row: reason`."""
     spec = FILES[kind]
     path = Path(directory) / spec.filename
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataFileError(f"{path}: not a readable Parquet file ({err})") from None
+    table = read_table(path)
     missing = [f.name for f in spec.schema if f.name not in table.column_names and f.name not in spec.optional]
     if missing:
         raise DataFileError(f"{path}: missing column(s) {missing}")
+    for f in spec.schema:
+        if f.name in table.column_names and (why := type_mismatch(f.type, table.schema.field(f.name).type,
+                                                                    f.name)) is not None:
+            raise DataFileError(f"{path}: {why}")
+    if table.num_rows == 0:
+        raise DataFileError(f"{path}: no rows")
     parse, id_of = _PARSERS[kind]
     rows, problems, seen = [], [], set()
     present = [f.name for f in spec.schema if f.name in table.column_names]
     defaults = {k: v for k, v in spec.optional.items() if k not in table.column_names}
-    for i, raw in enumerate(table.select(present).to_pylist()):
+    for i, raw, problem in table_rows(table.select(present), path.name):
+        if problem is not None:
+            problems.append(problem)
+            continue
         raw = {**defaults, **raw}
         try:
+            if (too_long := oversized_text(raw, "row")) is not None:
+                raise ValueError(too_long.removeprefix("row."))
             item = parse(raw)
             if id_of(item) in seen:
                 raise ValueError(f"duplicate id {id_of(item)!r}")
             seen.add(id_of(item))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            problems.append(f"{path.name}:{i}: {err}")
+            problems.append(f"{path.name}:{i}: {_reason(err)}")
             continue
         rows.append(item)
     for p in problems[:20]:
@@ -285,3 +389,11 @@ def load_rows(kind: str, directory: str | Path) -> Loaded[Any]:
     if problems:
         log.warning("%s: kept %d rows, dropped %d bad row(s)", path.name, len(rows), len(problems))
     return Loaded(rows, problems)
+
+
+def _reason(err: BaseException) -> str:
+    """One line; a KeyError's bare key becomes `missing field 'k'`."""
+    if isinstance(err, KeyError):
+        return f"missing field {err.args[0]!r}" if err.args else "missing field"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

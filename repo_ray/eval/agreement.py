@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from repo_ray.atomic import atomic_output
 from repo_ray.config import RepoRayConfig
 from repo_ray.domain.defects import DEFECTS, Severity
 from repo_ray.domain.rubric import JUDGE_ITEMS, JUDGE_SCORE_RANGE
@@ -272,7 +273,9 @@ def write_labels(rows: Sequence[Mapping[str, Any]], path: str | Path, source: st
     used = {k for r in rows for k in r}
     schema = pa.schema([f for f in LABELS_SCHEMA if f.name in REQUIRED_COLUMNS.names or f.name in used],
                        metadata={SOURCE_KEY: source.encode()} if source else None)
-    pq.write_table(pa.Table.from_pylist([dict(r) for r in rows], schema=schema), path)
+    table = pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
+    with atomic_output(path, "wb") as f:
+        pq.write_table(table, f)
     return path
 
 

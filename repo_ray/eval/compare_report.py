@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from repo_ray.atomic import atomic_write_text
 from repo_ray.eval.harness import PolicyEval
 from repo_ray.eval.metrics import METRICS, Estimate, gain
 from repo_ray.eval.report import (
@@ -298,7 +299,7 @@ def write_compare_report(out_dir: Path, results: Sequence[MethodResult], budget:
              "paper": plot_paper(evals, out / "compare_paper.png").name}
     text = compare_markdown(results, budget, config_name, plots)
     md = out / "compare.md"
-    md.write_text(text, encoding="utf-8")
+    atomic_write_text(md, text)
     page = out / "compare.html"
-    page.write_text(markdown_to_html(text, out, "repo-ray comparison"), encoding="utf-8")
+    atomic_write_text(page, markdown_to_html(text, out, "repo-ray comparison"))
     return md, page

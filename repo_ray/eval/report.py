@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from repo_ray.atomic import atomic_write_text
 from repo_ray.eval.eval_judge import DIFFERENCES
 from repo_ray.eval.metrics import METRICS, Estimate, gain
 from repo_ray.eval.results import DialogueResult, PolicyEval
@@ -454,7 +455,7 @@ def write_eval_markdown(evals: Mapping[str, PolicyEval], path: Path) -> Path:
     plot = plot_eval(evals, path.parent / "eval.png").name if evals else None
     text = (f"# Held-out evaluation\n\n{evaluation_markdown(evals, plot)}\n"
             f"## Example dialogues\n\n{examples_markdown(evals)}")
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     return path
 
 
@@ -541,5 +542,5 @@ def write_report(run_dir: Path, steps: pa.Table | str | Path | None, evals: Mapp
     if evals:
         parts += ["## Example dialogues\n", examples_markdown(evals)]
     path = out / "report.md"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_text(path, "\n".join(parts))
     return path

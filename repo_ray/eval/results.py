@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repo_ray.atomic import atomic_write_text
 from repo_ray.domain.scenario import Scenario
 from repo_ray.eval.metrics import DialogueRecord, EvalMetrics, ResponseFindings
 from repo_ray.types import Message
@@ -118,8 +119,8 @@ class PolicyEval:
 def write_evals(evals: dict[str, PolicyEval], path: Path) -> Path:
     """eval.json: {name: PolicyEval dict} in the given order."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({k: v.to_dict() for k, v in evals.items()}, ensure_ascii=False, indent=1,
-                               allow_nan=False), encoding="utf-8")
+    atomic_write_text(path, json.dumps({k: v.to_dict() for k, v in evals.items()}, ensure_ascii=False, indent=1,
+                                       allow_nan=False))
     return path
 
 

@@ -17,6 +17,7 @@ from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from repo_ray.atomic import atomic_write_bytes, atomic_write_text
 from repo_ray.types import AdapterAck, AdapterUpdate, AdapterVerificationError
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -92,6 +93,7 @@ def load_adapter_update(model: PeftModel, update: AdapterUpdate, worker_id: str)
 def write_adapter_dir(update: AdapterUpdate, directory: Path) -> Path:
     """An adapter directory (safetensors + adapter_config.json) for vLLM or peft to load."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / ADAPTER_WEIGHTS).write_bytes(update.tensors)
-    (directory / ADAPTER_CONFIG).write_text(json.dumps(update.peft_config, indent=2))
+    # weights first, config last: a directory with adapter_config.json holds whole weights
+    atomic_write_bytes(directory / ADAPTER_WEIGHTS, update.tensors)
+    atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(update.peft_config, indent=2))
     return directory

@@ -67,7 +67,12 @@ class RunDir:
         except Exception as err:  # pyarrow raises several types for unsupported schemes
             raise RunDirError(f"--run-dir {self.uri}: {err}") from None
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.fs.create_dir(self.root, recursive=True)
+        if self.fs.get_file_info(self.root).type == pafs.FileType.File:
+            raise RunDirError(f"--run-dir {self.uri}: is a file, not a directory")
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+        except OSError as err:  # a parent is a file, no permission, read-only storage
+            raise RunDirError(f"--run-dir {self.uri}: cannot create it ({str(err).splitlines()[0]})") from None
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -85,12 +90,27 @@ class RunDir:
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
+    def _tmp(self, *parts: str) -> str:
+        """A hidden sibling no reader globs for: files appear whole or not at all (rename)."""
+        return self.path(*parts[:-1], f".{parts[-1]}.tmp-{os.getpid()}")
+
+    def _discard(self, tmp: str) -> None:
+        try:
+            self.fs.delete_file(tmp)
+        except (OSError, FileNotFoundError):
+            pass
+
     def write_json(self, data: Any, *parts: str) -> None:
         self.fs.create_dir(self.path(*parts[:-1]), recursive=True)
-        tmp = self.path(*parts) + ".tmp"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
-        self.fs.move(tmp, self.path(*parts))
+        text = json.dumps(data, indent=2, sort_keys=True, default=str).encode()  # fails before any file exists
+        tmp = self._tmp(*parts)
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(text)
+            self.fs.move(tmp, self.path(*parts))
+        except BaseException:
+            self._discard(tmp)
+            raise
 
     def read_json(self, *parts: str) -> Any:
         with self.fs.open_input_stream(self.path(*parts)) as f:
@@ -98,7 +118,13 @@ class RunDir:
 
     def write_parquet(self, table, *parts: str) -> None:
         self.fs.create_dir(self.path(*parts[:-1]), recursive=True)
-        pq.write_table(table, self.path(*parts), filesystem=self.fs)
+        tmp = self._tmp(*parts)
+        try:
+            pq.write_table(table, tmp, filesystem=self.fs)
+            self.fs.move(tmp, self.path(*parts))
+        except BaseException:
+            self._discard(tmp)
+            raise
 
     def read_parquet_dir(self, *parts: str):
         """All Parquet parts under a directory as one table (None when there are none)."""

@@ -320,7 +320,8 @@ def judge_endpoint(cfg: RepoRayConfig) -> Iterator[str | None]:
     from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
 
     srv = JudgeServerProcess.start(JudgeServerOptions.from_config(cfg.judge.local_server, seed=cfg.seed,
-                                                                  model=cfg.judge.model))
+                                                                  model=cfg.judge.model,
+                                                                  extra_items=cfg.judge.extra_items))
     try:
         yield srv.base_url
     finally:

@@ -165,7 +165,8 @@ def start_reward_side(cfg: RepoRayConfig, rm_dir: Path, run_id: str, judge: bool
                 from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
 
                 srv = JudgeServerProcess.start(JudgeServerOptions.from_config(judge_cfg.local_server, seed=cfg.seed,
-                                                                               model=judge_cfg.model))
+                                                                               model=judge_cfg.model,
+                                                                               extra_items=judge_cfg.extra_items))
                 side.servers.append(srv)
                 judge_cfg = judge_cfg.model_copy(update={"base_url": srv.base_url})
                 say(f"local judge server: {srv.base_url}")

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import httpx
 
 from repo_ray.config import JudgeConfig
+from repo_ray.domain.rubric import rubric_items
 from repo_ray.telemetry import record
 from repo_ray.types import JudgeCalls, JudgeVerdict, SourceResult, SourceStatus
 from reward_actors.judge.limiter import LATE_PERMIT_S, MAX_PERMIT_RETRIES, CallOutcome, JudgeRateLimiter, Permit
@@ -199,7 +200,10 @@ class JudgeClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
-        self.weights = dict(weights)
+        # the rubric: built-in items plus judge.extra_items, whose weights come with them
+        # (reward.judge_weights names built-in items only)
+        self.items = rubric_items(cfg.extra_items)
+        self.weights = {**{i.name: i.weight for i in cfg.extra_items}, **weights}
         self.gate = gate
         self.deadline_s = float(deadline_s)
         self._transport = transport
@@ -243,7 +247,7 @@ class JudgeClient:
     # ------------------------------------------------------------------ scoring
     async def score(self, ctx: JudgeContext, deadline_s: float | None = None) -> SourceResult:
         """E_judge of one reply in its context, or a failure status with score None."""
-        return await self.score_messages(build_judge_messages(ctx, self.cfg.rubric_version), deadline_s)
+        return await self.score_messages(build_judge_messages(ctx, self.cfg.rubric_version, self.items), deadline_s)
 
     async def score_messages(self, messages: list[dict[str, str]], deadline_s: float | None = None) -> SourceResult:
         """The same for prebuilt chat messages (the prompt builder is `prompt.build_judge_messages`)."""
@@ -405,7 +409,7 @@ class JudgeClient:
         except (ValueError, KeyError, IndexError, TypeError):
             return _Attempt("invalid_output", "response is not an OpenAI chat completion")
         try:
-            verdict = parse_judge_answer(content, self.weights)
+            verdict = parse_judge_answer(content, self.weights, self.items)
         except InvalidJudgeOutput as err:
             return _Attempt("invalid_output", str(err), usage=usage)
         return _Attempt("ok", verdict=verdict, usage=usage)

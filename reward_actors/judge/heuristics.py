@@ -31,7 +31,7 @@ from repo_ray.domain.rubric import JUDGE_ITEMS
 from repo_ray.domain.sop import SopStage, classify_stage
 from repo_ray.domain.text import extract_numbers, extract_prices
 from reward_actors.judge.figures import Cited, Evidence, RoomFacts, hotel_evidence, read_figures, sentences
-from reward_actors.judge.prompt import split_data_block
+from reward_actors.judge.prompt import requested_items, split_data_block
 
 Score = tuple[float | None, str]
 
@@ -606,19 +606,40 @@ def read_prompt(messages: Sequence[Mapping[str, Any]]) -> ReadPrompt:
     return ReadPrompt(payload, "\n".join(outside))
 
 
-def judge_answer(messages: Sequence[Mapping[str, Any]], gullible: bool = False) -> dict[str, Any]:
+def _extra_score(fn: Any, payload: Mapping[str, Any]) -> Score:
+    """An extra item's heuristic answer: (score or None, reason), or a bare score."""
+    out = fn(payload)
+    if isinstance(out, tuple):
+        score, reason = out
+        return (None if score is None else float(score)), str(reason)
+    return (None if out is None else float(out)), ""
+
+
+def judge_answer(messages: Sequence[Mapping[str, Any]], gullible: bool = False,
+                 extra_scorers: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The local judge's answer object for a chat request.
 
-    `gullible` obeys `SCORE EVERYTHING <n>` found OUTSIDE the data block, as a careless LLM
-    would: a prompt builder that lets agent text escape the block gets hijacked."""
+    It answers the items the system message's schema asks for (the built-in rubric unless it
+    names others): extra items (judge.extra_items) by their scorer in `extra_scorers`
+    (fn(payload), from the item's `heuristic`), else null. `gullible` obeys
+    `SCORE EVERYTHING <n>` found OUTSIDE the data block, as a careless LLM would: a prompt
+    builder that lets agent text escape the block gets hijacked."""
+    system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
+    asked = requested_items(system) or list(JUDGE_ITEMS)
+    extra_scorers = extra_scorers or {}
     prompt = read_prompt(messages)
     if prompt.payload is not None:
         scores = score_payload(prompt.payload)
+        for k in asked:
+            if k not in scores:
+                fn = extra_scorers.get(k)
+                scores[k] = _extra_score(fn, prompt.payload) if fn is not None else (None, "no local heuristic")
     else:
-        scores = {k: (None, "no readable data block") for k in JUDGE_ITEMS}
+        scores = {k: (None, "no readable data block") for k in asked}
+    scores = {k: scores[k] for k in asked if k in scores}
     if gullible:
         m = _GULLIBLE.search(prompt.outside)
         if m:
             forced = float(m.group(1))
-            scores = {k: (forced, "as instructed") for k in JUDGE_ITEMS}
+            scores = {k: (forced, "as instructed") for k in asked}
     return {"scores": {k: {"score": s, "reason": r} for k, (s, r) in scores.items()}}

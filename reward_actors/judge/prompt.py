@@ -90,8 +90,9 @@ def render_data_block(payload: Mapping[str, Any]) -> str:
     return f"{DATA_BEGIN}\n{_escape_markup(body)}\n{DATA_END}"
 
 
-def answer_schema() -> dict[str, Any]:
-    """JSON schema of the answer (also shown to the judge in the system message)."""
+def answer_schema(items: Mapping[str, str] = JUDGE_ITEMS) -> dict[str, Any]:
+    """JSON schema of the answer (also shown to the judge in the system message); `items` is
+    the rubric (domain.rubric.rubric_items: the built-in items plus judge.extra_items)."""
     lo, hi = JUDGE_SCORE_RANGE
     item = {
         "type": "object",
@@ -103,15 +104,15 @@ def answer_schema() -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": {"scores": {"type": "object", "properties": {k: item for k in JUDGE_ITEMS},
-                                  "required": list(JUDGE_ITEMS)}},
+        "properties": {"scores": {"type": "object", "properties": {k: item for k in items},
+                                  "required": list(items)}},
         "required": ["scores"],
     }
 
 
-def system_message(rubric_version: str) -> str:
+def system_message(rubric_version: str, items: Mapping[str, str] = JUDGE_ITEMS) -> str:
     lo, hi = JUDGE_SCORE_RANGE
-    items = "\n".join(f"- {name}: {desc}" for name, desc in JUDGE_ITEMS.items())
+    lines = "\n".join(f"- {name}: {desc}" for name, desc in items.items())
     return (
         f"You are a strict quality judge for an online travel agency (rubric version {rubric_version}). "
         "A business-development agent negotiates room prices with a hotel manager; you grade the agent's "
@@ -119,7 +120,7 @@ def system_message(rubric_version: str) -> str:
         f"Score every rubric item from {lo:g} (clearly violated) to {hi:g} (exemplary); use null when an item "
         "does not apply to this reply (e.g. silence_not_consent when the hotel did reply). Add one short "
         "reason per item.\n\n"
-        f"Rubric items:\n{items}\n\n"
+        f"Rubric items:\n{lines}\n\n"
         "The user message holds one data block between the markers "
         f"{DATA_BEGIN} and {DATA_END}. It is JSON: the scenario facts (internal target and floor prices "
         "included; the agent may use them but must never state them as such), the dialogue so far (role "
@@ -134,19 +135,37 @@ def system_message(rubric_version: str) -> str:
         "benefit or SOP words): they count only with real content, such as a verified figure, one concrete "
         "price per room, or an answer to what the hotel said. Infer the SOP stage from the dialogue (what the "
         "hotel said, what is settled), never from the reply's wording.\n\n"
-        "Answer with one JSON object and nothing else, matching this JSON schema:\n"
-        + json.dumps(answer_schema(), sort_keys=True)
+        f"Answer with one JSON object and nothing else, {SCHEMA_MARKER}"
+        + json.dumps(answer_schema(items), sort_keys=True)
     )
 
 
-def build_judge_messages(ctx: JudgeContext, rubric_version: str) -> list[dict[str, str]]:
+def build_judge_messages(ctx: JudgeContext, rubric_version: str,
+                         items: Mapping[str, str] = JUDGE_ITEMS) -> list[dict[str, str]]:
     """The chat messages of one judge call (OpenAI format). Same input, same bytes."""
     user = (
         "Grade the agent's reply (`reply`) in the data block below against every rubric item.\n"
         f"{render_data_block(data_payload(ctx))}\n"
         "Answer with the JSON object only."
     )
-    return [{"role": "system", "content": system_message(rubric_version)}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system_message(rubric_version, items)}, {"role": "user", "content": user}]
+
+
+SCHEMA_MARKER = "matching this JSON schema:\n"
+
+
+def requested_items(system_text: str) -> list[str] | None:
+    """The item names the system message's answer schema requires (None when it has none):
+    how the local judge learns the rubric it is asked, extra items included."""
+    at = system_text.rfind(SCHEMA_MARKER)
+    if at < 0:
+        return None
+    try:
+        schema = json.loads(system_text[at + len(SCHEMA_MARKER):])
+        required = schema["properties"]["scores"]["required"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [str(k) for k in required] if isinstance(required, list) else None
 
 
 def split_data_block(text: str) -> tuple[str | None, str]:

@@ -4,7 +4,7 @@ Accepted answer (any other top-level keys are ignored):
 
     {"scores": {"<item>": {"score": <number in [-10, 10]> | null, "reason": "<text>"}, ...}}
 
-- Every rubric item of repo_ray.domain.rubric.JUDGE_ITEMS must be present (null when not
+- Every rubric item (repo_ray.domain.rubric.JUDGE_ITEMS, plus judge.extra_items) must be present (null when not
   applicable): an answer that silently drops items would read as a neutral 0.
 - Unknown item names are ignored and listed in `JudgeVerdict.ignored_items` (real judges
   add extras; they must not fail the sample nor count).
@@ -59,8 +59,10 @@ def e_judge(scores: Mapping[str, float | None], weights: Mapping[str, float]) ->
     return float(sum(weights.get(k, 0.0) * v for k, v in scores.items() if v is not None))
 
 
-def parse_judge_answer(content: str | None, weights: Mapping[str, float]) -> JudgeVerdict:
-    """Validate the judge's message content; raise InvalidJudgeOutput on any schema problem."""
+def parse_judge_answer(content: str | None, weights: Mapping[str, float],
+                       items: Mapping[str, str] = JUDGE_ITEMS) -> JudgeVerdict:
+    """Validate the judge's message content against the rubric `items` (domain.rubric.rubric_items);
+    raise InvalidJudgeOutput on any schema problem."""
     if not isinstance(content, str) or not content.strip():
         raise InvalidJudgeOutput("empty answer")
     try:
@@ -73,20 +75,20 @@ def parse_judge_answer(content: str | None, weights: Mapping[str, float]) -> Jud
     if not isinstance(raw_scores, dict):
         raise InvalidJudgeOutput("answer has no `scores` object")
     # unknown items are dropped before validation, whatever their shape
-    ignored = tuple(sorted(str(k) for k in raw_scores if k not in JUDGE_ITEMS))
-    raw = {"scores": {k: v for k, v in raw_scores.items() if k in JUDGE_ITEMS}}
+    ignored = tuple(sorted(str(k) for k in raw_scores if k not in items))
+    raw = {"scores": {k: v for k, v in raw_scores.items() if k in items}}
     try:
         answer = JudgeAnswer.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise InvalidJudgeOutput(f"answer field {loc}: {first['msg']}") from None
-    missing = [k for k in JUDGE_ITEMS if k not in answer.scores]
+    missing = [k for k in items if k not in answer.scores]
     if missing:
         raise InvalidJudgeOutput(f"answer lacks rubric item(s) {missing}")
     scores: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
-    for k in JUDGE_ITEMS:
+    for k in items:
         item = answer.scores[k]
         if item.score is not None and not math.isfinite(item.score):
             raise InvalidJudgeOutput(f"answer item {k}: score is not finite")

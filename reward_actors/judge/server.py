@@ -60,6 +60,8 @@ class JudgeServerOptions:
     seed: int = 0
     model: str = "repo-judge"
     api_key_env: str | None = None  # environment variable holding the key clients must send
+    # "name=package.module:function": scorers of extra rubric items (judge.extra_items[].heuristic)
+    extra_items: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _is_loopback(self.host):
@@ -75,12 +77,29 @@ class JudgeServerOptions:
             raise JudgeServerError(f"--rate-limit-rps {self.rate_limit_rps}: must be > 0")
 
     @classmethod
-    def from_config(cls, local_server: Any, seed: int = 0, model: str = "repo-judge") -> JudgeServerOptions:
-        """From the config section judge.local_server."""
+    def from_config(cls, local_server: Any, seed: int = 0, model: str = "repo-judge",
+                    extra_items: Any = ()) -> JudgeServerOptions:
+        """From the config section judge.local_server (and judge.extra_items' heuristics)."""
         return cls(port=local_server.port, latency_s=local_server.latency_s,
                    rate_limit_rps=local_server.rate_limit_rps, error_rate=local_server.error_rate,
                    hang_rate=local_server.hang_rate, malformed_rate=local_server.malformed_rate,
-                   gullible=getattr(local_server, "gullible", False), seed=seed, model=model)
+                   gullible=getattr(local_server, "gullible", False), seed=seed, model=model,
+                   extra_items=tuple(f"{i.name}={i.heuristic}" for i in extra_items if i.heuristic))
+
+    def extra_scorers(self) -> dict[str, Any]:
+        """Item name -> its heuristic (resolved by import path)."""
+        from repo_ray.plugins import PluginError, resolve_heuristic
+
+        out = {}
+        for entry in self.extra_items:
+            name, sep, spec = entry.partition("=")
+            if not sep or not name or not spec:
+                raise JudgeServerError(f"--extra-item {entry!r}: expected NAME=package.module:function")
+            try:
+                out[name] = resolve_heuristic(spec)
+            except PluginError as err:
+                raise JudgeServerError(f"--extra-item {name}: {err}") from None
+        return out
 
 
 _KNOBS = ("latency_s", "rate_limit_rps", "error_rate", "hang_rate", "malformed_rate", "gullible", "seed")
@@ -131,6 +150,7 @@ def make_app(opts: JudgeServerOptions):
 
     from reward_actors.judge.heuristics import judge_answer
 
+    scorers = opts.extra_scorers()
     state = JudgeServerState(opts)
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app["state"] = state
@@ -175,7 +195,7 @@ def make_app(opts: JudgeServerOptions):
             return web.json_response({"error": {"message": "hung"}}, status=504)
         if o.latency_s > 0:
             await asyncio.sleep(o.latency_s)
-        answer = json.dumps(judge_answer(messages, gullible=o.gullible), ensure_ascii=False)
+        answer = json.dumps(judge_answer(messages, gullible=o.gullible, extra_scorers=scorers), ensure_ascii=False)
         if r_malformed < o.malformed_rate:
             record(t, "malformed", key)
             answer = answer[: max(1, len(answer) // 2)]  # cut mid-object: not JSON
@@ -262,6 +282,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="repo-judge", help="model name reported by /v1/models")
     p.add_argument("--api-key-env", default=None, metavar="VAR",
                    help="require 'Authorization: Bearer $VAR' (the key itself never goes on the command line)")
+    p.add_argument("--extra-item", action="append", default=[], metavar="NAME=MODULE:FUNCTION",
+                   help="score the extra rubric item NAME with fn(payload) (repeatable); extra items asked "
+                        "without one are answered null")
 
 
 def options_from_args(args: argparse.Namespace) -> JudgeServerOptions:
@@ -269,6 +292,7 @@ def options_from_args(args: argparse.Namespace) -> JudgeServerOptions:
         host=args.host, port=args.port, latency_s=args.latency_s, rate_limit_rps=args.rate_limit_rps,
         error_rate=args.error_rate, hang_rate=args.hang_rate, malformed_rate=args.malformed_rate,
         gullible=args.gullible, seed=args.seed, model=args.model, api_key_env=args.api_key_env,
+        extra_items=tuple(args.extra_item),
     )
 
 
@@ -282,6 +306,8 @@ def _argv(opts: JudgeServerOptions) -> list[str]:
         argv.append("--gullible")
     if opts.api_key_env:
         argv += ["--api-key-env", opts.api_key_env]
+    for entry in opts.extra_items:
+        argv += ["--extra-item", entry]
     return argv
 
 

@@ -1,10 +1,24 @@
 """RF rules (DESIGN.md §4): pure `(response, RuleContext) -> RuleResult` functions registered
-by the names of `repo_ray.domain.rubric.RULES`, and E_func, their weighted sum."""
+by the names of `repo_ray.domain.rubric.RULES`, and E_func, their weighted sum. Plug-in rules
+(reward.extra_rules) join them by import path: `rule_funcs()` lists both; a plug-in builds
+its result with `RuleResult` or `violations(tags)`."""
 
 from repo_ray.domain.rubric import RULES
-from reward_actors.rules import guardrails, numbers, surface  # noqa: F401  (fill the registry)
-from reward_actors.rules import truncation  # noqa: F401  (the rule on Trajectory.truncated)
-from reward_actors.rules.base import MAX_VIOLATIONS, RULE_FUNCS, RuleContext, RuleResult, register_rule
+from reward_actors.rules import (  # noqa: F401  (they fill the registry)
+    guardrails,
+    numbers,
+    surface,
+    truncation,  # the rule on Trajectory.truncated
+)
+from reward_actors.rules.base import (
+    MAX_VIOLATIONS,
+    RULE_FUNCS,
+    RuleContext,
+    RuleResult,
+    register_rule,
+    rule_funcs,
+    violations,
+)
 from reward_actors.rules.efunc import EFunc, e_func, run_rules
 
 if set(RULE_FUNCS) != set(RULES):
@@ -17,4 +31,5 @@ _ordered = {name: RULE_FUNCS[name] for name in RULES}
 RULE_FUNCS.clear()
 RULE_FUNCS.update(_ordered)
 
-__all__ = ["MAX_VIOLATIONS", "RULE_FUNCS", "EFunc", "RuleContext", "RuleResult", "e_func", "register_rule", "run_rules"]
+__all__ = ["MAX_VIOLATIONS", "RULE_FUNCS", "EFunc", "RuleContext", "RuleResult", "e_func", "register_rule",
+           "rule_funcs", "run_rules", "violations"]

@@ -2,9 +2,10 @@
 the name -> function registry, and the text helpers every rule shares.
 
 Score convention (one for all rules): a rule returns -1.0 per violation it finds, capped
-at `MAX_VIOLATIONS` (so a raw score lies in [-2, 0]); 0 means clean. No rule gives a
-bonus. E_func = sum(weight * raw score), with the weights in E units (n = 100), so one
-violation of a rule costs exactly its weight.
+at `MAX_VIOLATIONS` (so a raw score lies in [-2, 0]); 0 means clean. No built-in rule gives
+a bonus; a plug-in rule (reward.extra_rules, repo_ray/plugins.py) may, up to the `bonus`
+attribute it documents on its function. E_func = sum(weight * raw score), with the weights
+in E units (n = 100), so one violation of a rule costs exactly its weight.
 """
 
 from __future__ import annotations
@@ -59,6 +60,42 @@ def register_rule(name: str) -> Callable[[RuleFunc], RuleFunc]:
         return fn
 
     return deco
+
+
+_CHECKED: dict[str, tuple[Callable[..., Any], RuleFunc]] = {}  # plug-in name -> (its function, checked wrapper)
+
+
+def _checked_plugin(name: str, fn: Callable[..., Any]) -> RuleFunc:
+    """A plug-in rule held to the contract: a RuleResult with a finite score in
+    [-MAX_VIOLATIONS, bonus]. Anything else is a bug in the plug-in and raises naming it (the
+    rule checker's failure then masks the sample, as for any rule failure)."""
+    bonus = float(getattr(fn, "bonus", 0.0))
+
+    def run(response: str, ctx: RuleContext) -> RuleResult:
+        res = fn(response, ctx)
+        if not isinstance(res, RuleResult):
+            raise TypeError(f"plug-in rule {name!r} returned a {type(res).__name__}, not a RuleResult")
+        if not (math.isfinite(res.score) and -MAX_VIOLATIONS <= res.score <= bonus):
+            raise ValueError(f"plug-in rule {name!r} scored {res.score!r}, outside [-{MAX_VIOLATIONS}, {bonus:g}]")
+        return res
+
+    return run
+
+
+def rule_funcs() -> dict[str, RuleFunc]:
+    """Every rule this process can run: the built-in registry (in RULES order), then the
+    plug-in rules the configs loaded in this process registered (repo_ray.plugins)."""
+    from repo_ray.plugins import PLUGIN_RULES
+
+    if not PLUGIN_RULES:
+        return RULE_FUNCS
+    out = dict(RULE_FUNCS)
+    for name, fn in PLUGIN_RULES.items():
+        held = _CHECKED.get(name)
+        if held is None or held[0] is not fn:
+            held = _CHECKED[name] = (fn, _checked_plugin(name, fn))
+        out[name] = held[1]
+    return out
 
 
 # ---------------------------------------------------------------------------- shared text helpers

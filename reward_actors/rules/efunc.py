@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reward_actors.rules.base import RULE_FUNCS, RuleContext, RuleResult
+from reward_actors.rules.base import RULE_FUNCS, RuleContext, RuleResult, rule_funcs
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,22 +27,28 @@ class EFunc:
 
 
 def run_rules(response: str, ctx: RuleContext, names: Iterable[str] | None = None) -> dict[str, RuleResult]:
-    """Every named rule's result (all rules when `names` is None), e.g. for evaluation reports."""
-    selected = RULE_FUNCS if names is None else {n: RULE_FUNCS[n] for n in names}
+    """Every named rule's result (all built-in rules when `names` is None: the evaluation's
+    guardrail table; plug-in rules by name), e.g. for evaluation reports."""
+    if names is None:
+        selected = RULE_FUNCS
+    else:
+        every = rule_funcs()
+        selected = {n: every[n] for n in names}
     return {name: fn(response, ctx) for name, fn in selected.items()}
 
 
 def e_func(response: str, ctx: RuleContext, weights: Mapping[str, float]) -> EFunc:
     """E_func = sum over rules with a non-zero weight of weight * raw score (unweighted rules
     are not run). Weights are in E units (n = 100): one violation costs the rule's weight."""
-    unknown = set(weights) - set(RULE_FUNCS)
+    every = rule_funcs()  # built-in, then the plug-in rules loaded with the config (reward.extra_rules)
+    unknown = set(weights) - set(every)
     if unknown:
-        raise KeyError(f"unknown rule(s) {sorted(unknown)}; known: {sorted(RULE_FUNCS)}")
+        raise KeyError(f"unknown rule(s) {sorted(unknown)}; known: {sorted(every)}")
     total = 0.0
     scores: dict[str, float] = {}
     fired: list[str] = []
     tags: dict[str, tuple[str, ...]] = {}
-    for name, fn in RULE_FUNCS.items():
+    for name, fn in every.items():
         w = weights.get(name, 0.0)
         if not w:
             continue
