@@ -133,7 +133,9 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise FileNotFoundError(f"{args.file}: file not found")
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
+        from repo_ray.atomic import atomic_output
+
+        with atomic_output(args.out) as out:  # a killed run leaves no half-written output
             summary = check_file(Path(args.file), out, weights, overlength)
     else:
         summary = check_file(Path(args.file), sys.stdout, weights, overlength)
@@ -262,9 +264,9 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
     report = check_judge(cfg, args.labels, seed=args.seed)
     print(report.table())
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.to_json(), encoding="utf-8")
+        from repo_ray.atomic import atomic_write_text
+
+        out = atomic_write_text(args.out, report.to_json())
         print(f"wrote {out}")
     return 0
 

@@ -607,7 +607,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
             raise ConfigError(f"{source}: {item!r}: expected KEY.PATH=VALUE")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = _yaml_load(raw)
         except yaml.YAMLError:
             value = raw
         node = data
@@ -621,23 +621,107 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
     return data
 
 
+# A config is a few hundred YAML nodes; these bounds only stop a hostile or broken file
+# (a "billion laughs" alias bomb, a huge blob) from taking the machine before validation.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # nodes after alias expansion
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one in silence) and
+    documents whose alias expansion passes MAX_YAML_NODES."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` then an override is how merge keys are meant to be used
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor reports it
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"duplicate key {key!r} (first at line {first.line + 1})",
+                        problem_mark=key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count nodes as if every alias were copied out (memoised: linear in distinct nodes)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in on_path:
+            raise yaml.constructor.ConstructorError(problem="recursive alias", problem_mark=n.start_mark)
+        on_path.add(id(n))
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        else:
+            total = 1
+        on_path.discard(id(n))
+        if total > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                problem=f"aliases expand to more than {MAX_YAML_NODES:,} nodes (an alias bomb?)",
+                problem_mark=n.start_mark)
+        sizes[id(n)] = total
+        return total
+
+    size(root)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _yaml_error_line(source: str, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{source}: invalid YAML: {where}{problem}"
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RepoRayConfig:
-    """Load and validate a YAML config; every failure is a one-line ConfigError."""
+    """Load and validate a YAML config; every failure is a one-line ConfigError. An empty file
+    is an error (it would otherwise run the paper-scale defaults), and so is a duplicate key."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a config file")
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{p}: invalid YAML: {where}{problem}") from None
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read ({err.strerror or err})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {len(raw):,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
+    try:
+        data = _yaml_load(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{p}: not UTF-8 text ({err.reason})") from None
-    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{p}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error_line(str(p), err)) from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid YAML: nested too deeply") from None
+    if data is None:
+        raise ConfigError(f"{p}: empty config (no keys); write the fields to change, e.g. `name: my-run` "
+                          "(an explicit `{}` runs the paper-scale defaults)")
+    if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping, got {type(data).__name__}")
-    data = apply_overrides(data or {}, overrides or [])
+    data = apply_overrides(data, overrides or [])
     return config_from_dict(data, source=str(p))
 
 

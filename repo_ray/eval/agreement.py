@@ -51,7 +51,7 @@ from repo_ray.config import RepoRayConfig
 from repo_ray.domain.defects import DEFECTS, Severity
 from repo_ray.domain.rubric import JUDGE_ITEMS, JUDGE_SCORE_RANGE
 from repo_ray.domain.scenario import Scenario, render_system_prompt
-from repo_ray.domain.schemas import MESSAGES, SCENARIO
+from repo_ray.domain.schemas import MESSAGES, SCENARIO, oversized_text, read_table, table_rows, type_mismatch
 from repo_ray.errors import DataFileError
 from repo_ray.eval.eval_judge import EvalJudge, JudgeRequest, read_negotiation
 from repo_ray.eval.metrics import (
@@ -212,12 +212,7 @@ def load_labels(path: str | Path) -> LabelSet:
     silently shrunk label set would mislead): DataFileError with the first `file:row: reason`
     and the rows of the others."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: labels file not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataFileError(f"{path}: not a readable Parquet file ({err})") from None
+    table = read_table(path, "labels file")
     names = table.column_names
     missing = [f.name for f in REQUIRED_COLUMNS if f.name not in names]
     if missing:
@@ -226,6 +221,9 @@ def load_labels(path: str | Path) -> LabelSet:
     if unknown:
         raise DataFileError(f"{path}: unknown column(s) {unknown}; label columns are the rubric items "
                             f"{list(JUDGE_ITEMS)} and the capabilities {list(CAPABILITIES)}")
+    for f in LABELS_SCHEMA:
+        if f.name in names and (why := type_mismatch(f.type, table.schema.field(f.name).type, f.name)) is not None:
+            raise DataFileError(f"{path}: {why}")
     items = tuple(i for i in JUDGE_ITEMS if i in names)
     caps = tuple(c for c in CAPABILITIES if c in names)
     if not items and not caps:
@@ -234,8 +232,12 @@ def load_labels(path: str | Path) -> LabelSet:
     problems: list[tuple[int, str]] = []
     rows: list[_Row] = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(table.to_pylist()):
+    for i, raw, bad in table_rows(table, path.name):
         try:
+            if bad is not None:
+                raise ValueError(bad.split(": ", 1)[1])
+            if (too_long := oversized_text(raw, "row")) is not None:
+                raise ValueError(too_long.removeprefix("row."))
             r = _parse(raw, items, caps)
             if r.label_id in seen:
                 raise ValueError(f"label_id {r.label_id!r} repeats row {seen[r.label_id]}")

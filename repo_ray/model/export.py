@@ -16,7 +16,14 @@ from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 
 from repo_ray.config import LoraSettings
-from repo_ray.model.loading import Dtype, ModelLoadError, load_policy, load_reward_model, load_tokenizer
+from repo_ray.model.loading import (
+    Dtype,
+    ModelLoadError,
+    load_policy,
+    load_reward_model,
+    load_tokenizer,
+    require_safetensors,
+)
 from repo_ray.errors import LoraTargetError
 
 log = logging.getLogger(__name__)
@@ -114,6 +121,8 @@ def merge_adapter(
         base = load_policy(base_path, dtype=dtype)
     else:
         raise ModelLoadError(f"{adapter_path}: adapter task type {task_type} is neither CAUSAL_LM nor SEQ_CLS")
+    # peft falls back to torch.load on adapter_model.bin when the safetensors file is absent
+    require_safetensors(adapter_dir, "adapter", required="adapter_model.safetensors")
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
     out = Path(out_dir).expanduser().resolve()

@@ -3,6 +3,10 @@
 The same calls load the tiny cached models and a real model (e.g. Qwen/Qwen3-32B). A
 location that cannot be loaded is a `ModelLoadError` whose message is one line naming it,
 instead of a hub 404 traceback for what was meant to be a local path.
+
+Weights load from safetensors only (DESIGN.md §5): a pickle checkpoint (`.bin`, `.pt`) can
+run code when it is loaded, so a directory holding only those is refused with a one-line
+error, and transformers is told `use_safetensors=True` (hub ids included).
 """
 
 from __future__ import annotations
@@ -51,13 +55,35 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _load(what: str, location: str | os.PathLike, load):
+def _load(what: str, location: str | os.PathLike, load, weights: bool = True):
     loc = _check_location(location)
+    if weights:
+        require_safetensors(loc, what.removeprefix("a "))
     try:
         return load(loc)
     except (OSError, ValueError, KeyError) as err:  # missing files, unknown hub repo, offline, bad config
         where = "directory" if Path(loc).exists() else "hub id (not a local directory)"
         raise ModelLoadError(f"{loc}: cannot load {what} from this {where}: {_first_line(err)}") from err
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def require_safetensors(directory: str | os.PathLike, what: str = "model", required: str | None = None) -> None:
+    """Refuse a local directory whose weights are pickle files only, or that lacks the
+    `required` safetensors file (a hub id is left to `use_safetensors=True`; a directory with
+    no weights at all to the loader's own error)."""
+    d = Path(directory).expanduser()
+    if not d.is_dir() or ((d / required).is_file() if required else any(d.glob("*.safetensors"))):
+        return
+    pickles = sorted(p.name for p in d.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles or required:
+        if not pickles:
+            raise ModelLoadError(f"{d}: no {required} (the {what} weights must be safetensors)")
+        raise ModelLoadError(
+            f"{d}: the {what} weights are pickle files ({', '.join(pickles[:3])}), not safetensors; repo-ray loads "
+            "safetensors only (a pickle runs code when loaded): re-save them with save_pretrained in a trusted "
+            "environment")
 
 
 def torch_dtype(dtype: Dtype | str) -> torch.dtype:
@@ -70,7 +96,8 @@ def torch_dtype(dtype: Dtype | str) -> torch.dtype:
 def load_tokenizer(path_or_id: str | os.PathLike, trust_remote_code: bool = False):
     """The tokenizer at a local directory or hub id (fast tokenizer, chat template included)."""
     return _load(
-        "a tokenizer", path_or_id, lambda loc: AutoTokenizer.from_pretrained(loc, trust_remote_code=trust_remote_code)
+        "a tokenizer", path_or_id, lambda loc: AutoTokenizer.from_pretrained(loc, trust_remote_code=trust_remote_code),
+        weights=False,
     )
 
 
@@ -86,7 +113,7 @@ def load_policy(
         "a causal LM",
         path_or_id,
         lambda loc: AutoModelForCausalLM.from_pretrained(
-            loc, dtype=dt, device_map=device, trust_remote_code=trust_remote_code
+            loc, dtype=dt, device_map=device, trust_remote_code=trust_remote_code, use_safetensors=True
         ).eval(),
     )
 
@@ -109,7 +136,8 @@ def load_reward_model(
     def load(loc: str):
         kwargs = {"pad_token_id": pad_token_id} if pad_token_id is not None else {}
         return AutoModelForSequenceClassification.from_pretrained(
-            loc, num_labels=1, dtype=dt, device_map=device, trust_remote_code=trust_remote_code, **kwargs
+            loc, num_labels=1, dtype=dt, device_map=device, trust_remote_code=trust_remote_code,
+            use_safetensors=True, **kwargs
         ).eval()
 
     return _load("a reward model", path_or_id, load)

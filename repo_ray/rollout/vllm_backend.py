@@ -94,6 +94,9 @@ class VLLMBackend(BackendState):
         self.logprobs_mode = logprobs_mode_for(self.sampling)
         tokenizer_location = str(tokenizer_path or policy_path)
         self._tokenizer = load_tokenizer(tokenizer_location, trust_remote_code=trust_remote_code)
+        from repo_ray.model.loading import require_safetensors
+
+        require_safetensors(policy_path, "policy")
         self.llm = LLM(
             model=str(policy_path),
             tokenizer=tokenizer_location,
@@ -108,7 +111,7 @@ class VLLMBackend(BackendState):
             enforce_eager=vllm.enforce_eager,
             logprobs_mode=self.logprobs_mode,
             trust_remote_code=trust_remote_code,
-            **engine_kwargs,
+            **{"load_format": "safetensors", **engine_kwargs},  # never pickle weights (DESIGN.md §5)
         )
         self._stop_ids = stop_token_ids(self._tokenizer, _model_eos_ids(policy_path, self.llm))
         self._own_adapter_dir = adapter_dir is None

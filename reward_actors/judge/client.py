@@ -52,6 +52,11 @@ CACHE_SIZE = 10_000
 # than English; erring high only slows the limiter a little).
 CHARS_PER_TOKEN = 3.0
 MAX_BODY_SNIPPET = 160
+# Longest judge answer read: a verdict of judge.max_tokens tokens is a few kilobytes; the
+# answer is untrusted input, so a body past this is invalid_output, read no further and never
+# parsed (a broken or hostile endpoint cannot make a replica hold or parse megabytes).
+MAX_ANSWER_BYTES = 256 * 1024
+ACTOR_RETRY_S = 0.5  # pause before asking a restarting limiter actor again
 
 
 class RateGate(Protocol):
@@ -136,6 +141,20 @@ class _LimiterWaits:
 
     def calls(self, attempts: list[str], usage: dict[str, int] | None = None) -> JudgeCalls:
         return JudgeCalls(tuple(attempts), False, dict(usage or {}), round(self.wait_s, 4), self.late_permits)
+
+
+async def _read_capped(resp: httpx.Response, cap: int) -> bytes | None:
+    """The body, or None as soon as it passes `cap` bytes (the rest is never read)."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return None
+    chunks, size = [], 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_retry_after(value: str | None, now_epoch: float | None = None) -> float | None:
@@ -371,13 +390,20 @@ class JudgeClient:
         t0 = self._clock()
         try:
             async with asyncio.timeout(timeout_s):
-                resp = await self._client().post(self.url, json=body, headers=headers, timeout=httpx.Timeout(timeout_s))
+                client = self._client()
+                request = client.build_request("POST", self.url, json=body, headers=headers,
+                                               timeout=httpx.Timeout(timeout_s))
+                resp = await client.send(request, stream=True)
+                try:
+                    raw = await _read_capped(resp, MAX_ANSWER_BYTES)
+                finally:
+                    await resp.aclose()
         except (TimeoutError, httpx.TimeoutException):
             att = _Attempt("timeout", f"no answer within judge.timeout_s={timeout_s:.3g}s")
         except httpx.HTTPError as err:
             att = _Attempt("error", self._scrub(f"{type(err).__name__}: {err}"[:MAX_BODY_SNIPPET]))
         else:
-            att = self._read(resp)
+            att = self._read(resp, raw)
             att.http_status = resp.status_code
         outcome = att.outcome if att.outcome not in ("server_error", "client_error") else "http_error"
         record("repo_ray_judge_requests_total", status=outcome)
@@ -388,7 +414,8 @@ class JudgeClient:
             log.debug("judge call failed: %s", att.reason)
         return att
 
-    def _read(self, resp: httpx.Response) -> _Attempt:
+    def _read(self, resp: httpx.Response, raw: bytes | None) -> _Attempt:
+        """The attempt's outcome from the status, headers and body (`raw` None: over the cap)."""
         code = resp.status_code
         if code == 429:
             ra = parse_retry_after(resp.headers.get("retry-after"))
@@ -397,10 +424,12 @@ class JudgeClient:
             return _Attempt("server_error", f"HTTP {code}")
         if code != 200:
             hint = f" (is ${self.cfg.api_key_env} set?)" if code in (401, 403) and self.cfg.api_key_env else ""
-            snippet = self._scrub(resp.text[:MAX_BODY_SNIPPET])
+            snippet = self._scrub((raw or b"")[:MAX_BODY_SNIPPET].decode("utf-8", "replace"))
             return _Attempt("client_error", f"HTTP {code}{hint}: {snippet}")
+        if raw is None:
+            return _Attempt("invalid_output", f"answer longer than {MAX_ANSWER_BYTES:,} bytes; not parsed")
         try:
-            payload = resp.json()
+            payload = json.loads(raw)
             choice = payload["choices"][0]["message"]
             content = choice["content"]
             usage = payload.get("usage") or {}

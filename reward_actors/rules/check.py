@@ -5,7 +5,8 @@ Input line: {"response": str, "history": [{"role": "agent"|"hotel", "text": str}
 "target_price", "floor_price"}], "allowed_numbers": [num] (optional)}; other keys are
 ignored. Output line, in input order: {"e_func": num, "violations": [rule], "scores":
 {rule: raw score}}, or {"error": reason} for a malformed line (also printed to stderr as
-`line N: reason`, N from 1) while the other lines still run.
+`line N: reason`, N from 1) while the other lines still run. A line longer than
+MAX_LINE_CHARS is malformed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from repo_ray.errors import DataFileError
 from reward_actors.rules.base import RuleContext
 from reward_actors.rules.efunc import e_func
+
+
+# A reply with its whole history is a few kilobytes; a line past this is broken input and
+# would only stall the regex rules (the same bound as a data file's text cell).
+MAX_LINE_CHARS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,8 @@ def check_line(line: str, weights: Mapping[str, float], overlength_chars: int = 
         raise ValueError("not UTF-8 text")
     if not line.strip():
         raise ValueError("empty line")
+    if len(line) > MAX_LINE_CHARS:
+        raise ValueError(f"{len(line):,} characters, at most {MAX_LINE_CHARS:,} per line")
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -75,10 +84,13 @@ def check_lines(lines: Iterable[str], weights: Mapping[str, float], overlength_c
 
 def check_file(path: Path, out: TextIO, weights: Mapping[str, float], overlength_chars: int = 600,
                errors: TextIO = sys.stderr) -> CheckSummary:
-    """Check every line of a JSONL file, writing output lines to `out`."""
+    """Check every line of a JSONL file, writing output lines to `out`. A missing or empty
+    file is a DataFileError (an empty input checking nothing is a mistake, not a pass)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{path}: empty file (no lines)")
     lines = malformed = 0
     with path.open("rb") as f:
         for obj in check_lines((_decode(raw) for raw in f), weights, overlength_chars, errors):
