@@ -123,7 +123,14 @@ class RolloutConfig(_Section):
     max_prompt_tokens: int = Field(
         4096, ge=64, description="context budget; oldest turns are dropped, system prompt and scenario kept"
     )
-    max_turns: int = Field(8, ge=1, description="agent turns before a negotiation is cut off")
+    max_turns: int = Field(
+        8, ge=1, description="agent turns per negotiation, in RL rollouts and in evaluation alike (one horizon)"
+    )
+    stop_when_settled: bool = Field(
+        False,
+        description="end a negotiation once every room type is agreed or refused, in RL and evaluation alike; false: "
+        "the agent goes on to confirm and close (those turns are then trained as well as evaluated)",
+    )
     temperature: float = Field(1.0, gt=0.0, description="sampling temperature (logprobs use logits / temperature)")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
     top_k: int = Field(0, ge=0, description="top-k sampling; 0 disables")
@@ -530,12 +537,43 @@ class EvalJudgeConfig(_Section):
         return _known_names(v, JUDGE_ITEMS, "rubric item")
 
 
+class HackingMonitorConfig(_Section):
+    """The reward-hacking monitor (repo_ray/eval/hacking.py): flags a step when one reward source
+    rose while another fell over the last `window` steps."""
+
+    window: int = Field(8, ge=2, description="RL steps the monitor compares (first half vs second half)")
+    threshold: float = Field(
+        0.1, gt=0.0,
+        description="change that counts, in R_total's terms: R_model in its own (z) units, E_judge and E_func as a "
+        "share of reward.n; a flag needs one source up and another down by at least this much",
+    )
+
+
 class EvalConfig(_Section):
     judge: EvalJudgeConfig = Field(default_factory=EvalJudgeConfig, description="evaluation judge")
-    max_turns: int = Field(8, ge=1, description="agent turns per evaluation dialogue")
+    decoding: Literal["greedy", "sampled"] = Field(
+        "greedy", description="how evaluated policies write: greedy (argmax, top-k 1) or sampled at eval.temperature "
+        "with rollout.top_p / top_k and a fixed seed"
+    )
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature when eval.decoding is sampled")
+    expert_row: bool = Field(
+        True, description="also evaluate the data generator's scripted expert through the same harness (the ceiling)"
+    )
     bootstrap_samples: int = Field(1000, ge=10, description="resamples for confidence intervals")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval coverage")
     excellent_threshold: float = Field(0.6, ge=-1.0, le=1.0, description="normalised judge score of an excellent reply")
+    hacking_monitor: HackingMonitorConfig = Field(
+        default_factory=HackingMonitorConfig, description="reward-hacking monitor over the RL steps"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_horizon(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_turns" in data:
+            raise ValueError("eval.max_turns is gone: evaluation plays rollout.max_turns and "
+                             "rollout.stop_when_settled, the horizon and stop rule RL trains on")
+        return data
+
 
 
 # --------------------------------------------------------------------------- root

@@ -48,6 +48,9 @@ _SPECS = [
                ("source",)),
     MetricSpec("repo_ray_reward_mean", "gauge", "mean reward of the last batch per source", ("source",)),
     MetricSpec("repo_ray_masked_total", "counter", "samples masked out of the loss", ("reason",)),
+    MetricSpec("repo_ray_reward_hacking", "gauge",
+               "reward-hacking monitor per RL step: divergence (one source's rise vs another's fall over the window, "
+               "scaled; NaN until the window fills) or flag (1 when the divergence reaches the threshold)", ("kind",)),
     MetricSpec("repo_ray_source_failures_total", "counter", "reward source answers that were not ok",
                ("source", "status")),
     MetricSpec("repo_ray_source_latency_seconds", "histogram", "latency of one reward source per sample", ("source",),

@@ -225,9 +225,13 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
         loop = RLLoop(cfg, rd, workers, control, pool, learner, scenarios, probe, state, ledger, progress=progress)
         loop.last_update = update
         every = cfg.pipeline.checkpoint_every
+        from repo_ray.pipeline.hacking_watch import HackingWatch
+
+        hacking = HackingWatch(cfg, read_steps(rd) if resume else ())  # earlier steps of a resumed run count
 
         def after_step(lp: RLLoop, record) -> None:
             step = record.step
+            hacking.observe(lp, record)  # before the flush below: the row carries its monitor columns
             if step % every == 0 or step >= lp.steps_total():
                 lp.drain()
                 checkpoint(rd, lp, learner)

@@ -43,7 +43,7 @@ class AccuracyReport:
     the facts."""
 
     overall: GroupAccuracy
-    length_matched: GroupAccuracy
+    length_matched: GroupAccuracy  # template pairs only
     per_defect: dict[str, GroupAccuracy]  # template pairs only
     length_tolerance: float = LENGTH_MATCH_TOLERANCE
     per_kind: dict[str, GroupAccuracy] = field(default_factory=dict)  # template | fact_minimal
@@ -79,8 +79,8 @@ class AccuracyReport:
         """A human-readable table (the `repo-ray train-rm` report)."""
         out = [
             f"overall          {self.overall}",
-            f"length-matched   {self.length_matched}   (|chosen - rejected| <= {self.length_tolerance:.0%} of the "
-            "longer reply, in tokens)",
+            f"length-matched   {self.length_matched}   (template pairs with |chosen - rejected| <= "
+            f"{self.length_tolerance:.0%} of the longer reply, in tokens)",
             f"fact-minimal     {self.fact_minimal}   (rejected = chosen with one fact made false)",
         ]
         out += [f"  {name:<30} {acc}" for name, acc in sorted(self.minimal_per_defect.items())]
@@ -102,7 +102,8 @@ def accuracy_report(
         hit = int(c > r)
         by_defect = minimal if p.pair_kind == "fact_minimal" else counts
         groups = [overall, by_defect.setdefault(p.defect, [0, 0]), kinds.setdefault(p.pair_kind, [0, 0])]
-        groups += [matched] if p.length_matched else []
+        # fact-minimal pairs are length-matched by construction and have their own line
+        groups += [matched] if p.length_matched and p.pair_kind != "fact_minimal" else []
         for g in groups:
             g[0] += 1
             g[1] += hit
