@@ -21,20 +21,22 @@ from typing import Any
 import numpy as np
 
 from repo_ray.atomic import atomic_write_text
-from repo_ray.eval.harness import PolicyEval
-from repo_ray.eval.metrics import METRICS, Estimate, gain
+from repo_ray.eval.guardrails import SHARED_WITH_TRAINING
+from repo_ray.eval.metrics import GROUND_TRUTH, METRICS, Estimate, gain
 from repo_ray.eval.report import (
     DEFINITIONS,
     HEADLINE,
     SOURCES,
     _plt,
     _save,
+    decoding_line,
     eval_table_markdown,
     examples_markdown,
     format_estimate,
     plot_eval,
     step_axis,
 )
+from repo_ray.eval.results import PolicyEval
 from repo_ray.eval.stepstats import COLUMNS, mean_column
 
 # The paper's table (DESIGN.md §1; expert consensus, 30 online and 45 bad-case dialogues).
@@ -60,7 +62,7 @@ PAPER_METRICS = ("rating", "excellent_share", "bad_case.fix", "bad_case.clean_fi
 class MethodResult:
     name: str
     summary: str
-    kind: str  # base | sft | dpo | rl
+    kind: str  # base | sft | dpo | rl | reference (the scripted expert: the ceiling, not a method)
     ablation: bool
     eval: PolicyEval
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -204,7 +206,8 @@ def compare_markdown(results: Sequence[MethodResult], budget: int | None, config
                      plots: Mapping[str, str]) -> str:
     evals = {r.name: r.eval for r in results}
     first = next(iter(evals.values())).settings if evals else {}
-    wins = winners(evals)
+    wins = winners({r.name: r.eval for r in results if r.kind != "reference"})  # the ceiling is no contestant
+    n_dialogues = len(next(iter(evals.values())).dialogues) if evals else 0
     parts = [
         "# repo-ray comparison: base, SFT, DPO, PPO, GRPO, REPO and ablations",
         "",
@@ -216,14 +219,17 @@ def compare_markdown(results: Sequence[MethodResult], budget: int | None, config
         f"{float(first.get('confidence', 0.95)):.0%} percentile bootstrap, {first.get('bootstrap_samples')} "
         "resamples; differences are paired over the same scenarios.",
         "",
+        decoding_line(first, n_dialogues) if evals else "",
+        "",
         "## Methods",
         "",
         _methods_markdown(results, budget),
         "",
         "## Who won what",
         "",
-        "Best method per headline metric by point value, and its paired difference from the runner-up: "
-        "a win counts only where that interval excludes 0.",
+        "Best method per headline metric (ground truth first) by point value, and its paired difference from the "
+        "runner-up: a win counts only where that interval excludes 0. The scripted expert is the ceiling, not a "
+        "contestant: its row is in the tables below.",
         "",
         winners_markdown(wins),
         "",
@@ -247,7 +253,15 @@ def compare_markdown(results: Sequence[MethodResult], budget: int | None, config
         "",
         "## Held-out evaluation",
         "",
-        eval_table_markdown(evals, gains=False),
+        "### Ground truth: what the simulated hotel did",
+        "",
+        eval_table_markdown(evals, gains=False, keys=GROUND_TRUTH),
+        "",
+        "### Judged: rating, bad cases, capabilities, guardrails",
+        "",
+        SHARED_WITH_TRAINING,
+        "",
+        eval_table_markdown(evals, gains=False, keys=[k for k in METRICS if k not in GROUND_TRUTH]),
         "",
         f"![metric bars]({plots['eval']})",
         "",

@@ -13,8 +13,8 @@ in every report (`DIFFERENCES`):
   parser: hotel prices are attributed to room types by position (a price belongs to the
   room named last before it), acceptances without a price ("ok.") settle the price the
   agent asked just before, hang-ups and goodbyes end the dialogue. Agent asks are read
-  with the RF rules' price parser (`asked_prices`), a low-level helper shared with the
-  rules, not with the training judge.
+  with the evaluation's own guardrail parser (`repo_ray.eval.guardrails.asks_in`), shared
+  with neither the training rules nor the training judge.
 - Scores are graded rather than a few fixed levels: price pursuit grows with how close the
   ask is to the target, room-type coverage with the share of open rooms covered, style with
   verified evidence (the scenario's own competitor prices), courtesy, questions, and drops
@@ -40,9 +40,8 @@ from repo_ray.domain.rubric import JUDGE_ITEMS, JUDGE_SCORE_RANGE
 from repo_ray.domain.scenario import Scenario
 from repo_ray.domain.sop import SopStage, classify_stage
 from repo_ray.errors import UserError
+from repo_ray.eval.guardrails import asks_in
 from repo_ray.types import Message, Role
-from reward_actors.rules.base import RuleContext
-from reward_actors.rules.numbers import asked_prices
 
 DIFFERENCES = (
     "The evaluation judge is a separate implementation from the training judge: it reconstructs the "
@@ -241,12 +240,11 @@ def read_negotiation(scenario: Scenario, history: Sequence[Message]) -> Negotiat
     view = NegotiationView(scenario, [m.text for m in msgs if m.role is Role.AGENT],
                            [m.text for m in msgs if m.role is Role.HOTEL],
                            msgs[-1].text if msgs and msgs[-1].role is Role.HOTEL else None)
-    asks_ctx = RuleContext(language=scenario.language, room_types=scenario.room_types)
     last_ask: dict[str, float] = {}
     for i, m in enumerate(msgs):
         if m.role is Role.AGENT:
             last_ask = {}
-            for a in asked_prices(m.text, asks_ctx):  # asks only: quoted competitor prices are not asks
+            for a in asks_in(m.text, scenario):  # asks only: quoted competitor prices are not asks
                 last_ask.setdefault(a.room, a.price)
             continue
         is_last = i == len(msgs) - 1
@@ -503,13 +501,11 @@ if set(ITEMS) != set(JUDGE_ITEMS):
     raise RuntimeError(f"evaluation judge items out of step with the rubric: {sorted(set(ITEMS) ^ set(JUDGE_ITEMS))}")
 
 
-def judge_items(scenario: Scenario, history: Sequence[Message], response: str,
-                rule_ctx: RuleContext | None = None) -> dict[str, ItemScore]:
+def judge_items(scenario: Scenario, history: Sequence[Message], response: str) -> dict[str, ItemScore]:
     """Item -> (score in [-10, 10] or None, reason) of the built-in evaluation judge."""
     view = read_negotiation(scenario, history)
-    ctx = rule_ctx if rule_ctx is not None else RuleContext.from_scenario(scenario, history)
     asks: dict[str, float] = {}
-    for a in asked_prices(response, ctx):
+    for a in asks_in(response, scenario):
         asks.setdefault(a.room, a.price)
     reply = _Reply(response, classify_stage(response), asks, [p for _, p in _prices_with_pos(response)])
     return {item: fn(view, reply) for item, fn in ITEMS.items()}
@@ -541,10 +537,9 @@ class EvalJudge:
     def judgement(self, scores: Mapping[str, float | None], reasons: Mapping[str, str]) -> EvalJudgement:
         return EvalJudgement(dict(scores), dict(reasons), normalised_score(scores, self.weights))
 
-    def score(self, scenario: Scenario, history: Sequence[Message], response: str,
-              rule_ctx: RuleContext | None = None) -> EvalJudgement:
+    def score(self, scenario: Scenario, history: Sequence[Message], response: str) -> EvalJudgement:
         """One reply with the built-in judge (whatever base_url says: the in-process scorer)."""
-        items = judge_items(scenario, history, response, rule_ctx)
+        items = judge_items(scenario, history, response)
         return self.judgement({k: s for k, (s, _) in items.items()}, {k: why for k, (_, why) in items.items()})
 
     def score_many(self, requests: Sequence[JudgeRequest]) -> list[EvalJudgement]:

@@ -3,13 +3,16 @@ simulator and answer every bad case, score each reply with the evaluation judge 
 rules, and compute the metrics (`metrics.py`) into a JSON-serialisable `PolicyEval`.
 
 How a policy is run: an in-process `HFBackend` (base or merged model + optional LoRA
-adapter), SAMPLED at `rollout.temperature` / `top_p` / `top_k` / `max_new_tokens` with a
-fixed seed, so every policy meets the same hotel (the simulator's seed depends on the
-evaluation seed and the scenario id only) and a rerun gives the same numbers. Dialogues run
-up to `eval.max_turns` agent turns and do NOT stop when every ticket is settled (unlike
-training rollouts): confirming once and closing are part of what is evaluated. All nine RF
-rules run on every reply, whatever `reward.rule_weights` says (evaluation is not the
-reward); `reward.overlength_chars` sets the overlength budget.
+adapter), or any other RolloutBackend (the scripted reference policies of
+reference_policies.py: the expert row). Decoding is `eval.decoding`: greedy (top-k 1, the
+default) or sampled at `eval.temperature` with rollout's top_p / top_k, always with a fixed
+seed, so every policy meets the same hotel (the simulator's seed depends on the evaluation
+seed and the scenario id only) and a rerun gives the same numbers. Dialogues play the
+horizon RL trains on: `rollout.max_turns` agent turns and `rollout.stop_when_settled`, one
+setting for both, so no evaluated turn is a turn training never plays. Every reply is
+checked by the evaluation's own guardrails (guardrails.py: the scenario's true figures, not
+the training rules), whatever `reward.rule_weights` says; `reward.overlength_chars` sets the
+overlength budget and a reply cut at `rollout.max_new_tokens` counts as truncated.
 
 Torch, transformers and the rollout code are imported inside the functions that need them:
 reading and writing results (results.py, report.py) stays light.
@@ -29,6 +32,7 @@ from repo_ray.domain.scenario import Scenario, render_system_prompt
 from repo_ray.domain.schemas import BadCase
 from repo_ray.errors import ModelLoadError, UserError
 from repo_ray.eval.eval_judge import EvalJudge, JudgeRequest
+from repo_ray.eval.guardrails import check_reply
 from repo_ray.eval.metrics import (
     BadCaseRecord,
     DialogueRecord,
@@ -41,7 +45,6 @@ from repo_ray.eval.metrics import (
 )
 from repo_ray.eval.results import BadCaseResult, DialogueResult, PolicyEval, write_evals
 from repo_ray.types import AdapterUpdate, Message, Role
-from reward_actors.rules import RuleContext, run_rules
 
 if TYPE_CHECKING:
     from repo_ray.rollout.backend import RolloutBackend
@@ -58,15 +61,25 @@ class PolicySpecError(UserError, ValueError):
 
 # ---------------------------------------------------------------------------- scoring (pure)
 def score_replies(judge: EvalJudge, requests: Sequence[JudgeRequest], turns: Sequence[int],
-                  overlength_chars: int) -> list[ResponseFindings]:
-    """Findings of every reply: evaluation-judge items and every RF rule."""
+                  overlength_chars: int, truncated: Sequence[bool] | None = None) -> list[ResponseFindings]:
+    """Findings of every reply: evaluation-judge items and every evaluation guardrail."""
     judgements = judge.score_many(requests)
+    cut = list(truncated) if truncated is not None else [False] * len(requests)
     out = []
-    for q, turn, j in zip(requests, turns, judgements, strict=True):
-        ctx = RuleContext.from_scenario(q.scenario, q.history, overlength_chars=overlength_chars)
-        fired = {name: list(r.tags) for name, r in run_rules(q.response, ctx).items() if r.fired}
+    for q, turn, j, t in zip(requests, turns, judgements, cut, strict=True):
+        fired = check_reply(q.response, q.scenario, q.history, overlength_chars, truncated=t)
         out.append(ResponseFindings(turn, q.response, j.normalised, j.scores, j.reasons, fired))
     return out
+
+
+def eval_sampling(cfg: RepoRayConfig):
+    """The decoding of `eval.decoding`: greedy is top-k 1 (argmax; logprobs at temperature 1)."""
+    from repo_ray.rollout import SamplingSettings
+
+    r, ev = cfg.rollout, cfg.eval
+    if ev.decoding == "greedy":
+        return SamplingSettings(max_new_tokens=r.max_new_tokens, temperature=1.0, top_p=1.0, top_k=1)
+    return SamplingSettings(max_new_tokens=r.max_new_tokens, temperature=ev.temperature, top_p=r.top_p, top_k=r.top_k)
 
 
 def replay_deal_turns(scenario: Scenario, transcript: Sequence[Message], hotel_seed: int) -> dict[str, int] | None:
@@ -175,40 +188,48 @@ def evaluate_backend(name: str, cfg: RepoRayConfig, backend: RolloutBackend, sce
                      adapter_label: str | None = None, n_examples: int = 3) -> PolicyEval:
     """Play, answer, score and measure with any RolloutBackend (see the module docstring)."""
     from repo_ray.model.context import fit_prompt
-    from repo_ray.rollout import SamplingSettings, play_negotiations, stable_seed
+    from repo_ray.rollout import play_negotiations, stable_seed
 
     started = time.perf_counter()
-    sampling = SamplingSettings.from_config(cfg.rollout)
+    sampling = eval_sampling(cfg)
     batch = cfg.rollout.scenarios_per_batch
+    horizon = (cfg.rollout.max_turns, cfg.rollout.stop_when_settled)  # the one horizon RL plays too
     episodes = []
+    cut: dict[tuple[str, int], bool] = {}  # (scenario id, agent turn) -> reply hit max_new_tokens
     for i, chunk in enumerate(_chunks(list(scenarios), batch)):
         res = play_negotiations(backend, chunk, [episode_id(seed, s.scenario_id) for s in chunk],
-                                sampling.with_seed(stable_seed("eval-dialogues", seed, i)), cfg.eval.max_turns,
-                                cfg.rollout.max_prompt_tokens, stop_when_settled=False)
+                                sampling.with_seed(stable_seed("eval-dialogues", seed, i)), horizon[0],
+                                cfg.rollout.max_prompt_tokens, stop_when_settled=horizon[1])
         episodes.extend(res.episodes)
+        cut.update({(t.scenario_id, t.turn_index): t.truncated for t in res.trajectories})
     by_id = {s.scenario_id: s for s in scenarios}
 
     replies: list[str] = []
+    replies_cut: list[bool] = []
     for i, chunk in enumerate(_chunks(list(bad_cases), batch)):
         contexts = [list(fit_prompt(_with_system(c.scenario, c.context), backend.tokenizer,
                                     cfg.rollout.max_prompt_tokens).messages)
                     for c in chunk]
         gens = backend.generate(contexts, sampling.with_seed(stable_seed("eval-bad-cases", seed, i)), n=1)
         replies.extend(g[0].text for g in gens)
+        replies_cut.extend(g[0].truncated for g in gens)
 
     # one judge pass over every reply (one batch of concurrent calls for an endpoint judge)
     requests: list[JudgeRequest] = []
     turns: list[int] = []
+    truncated: list[bool] = []
     for ep in episodes:
         sc = by_id[ep.scenario_id]
         for k in range(ep.agent_turns):
             requests.append(JudgeRequest(sc, tuple(ep.transcript[: 1 + 2 * k]), ep.transcript[1 + 2 * k].text))
             turns.append(k)
-    for c, reply in zip(bad_cases, replies, strict=True):
+            truncated.append(cut.get((ep.scenario_id, k), False))
+    for c, reply, was_cut in zip(bad_cases, replies, replies_cut, strict=True):
         requests.append(JudgeRequest(c.scenario, tuple(_with_system(c.scenario, c.context)), reply))
         turns.append(sum(m.role is Role.AGENT for m in c.context))
+        truncated.append(was_cut)
     judge = EvalJudge(cfg.eval.judge)
-    findings = score_replies(judge, requests, turns, cfg.reward.overlength_chars)
+    findings = score_replies(judge, requests, turns, cfg.reward.overlength_chars, truncated)
 
     dialogues: list[DialogueResult] = []
     records: list[DialogueRecord] = []
@@ -242,14 +263,47 @@ def evaluate_backend(name: str, cfg: RepoRayConfig, backend: RolloutBackend, sce
     settings = {
         "judge": judge.kind, "judge_rubric_version": ev.judge.rubric_version, "judge_weights": judge.weights,
         "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
-                     "max_new_tokens": sampling.max_new_tokens, "mode": "sampled, fixed seed"},
-        "seed": seed, "max_turns": ev.max_turns, "stop_when_settled": False,
+                     "max_new_tokens": sampling.max_new_tokens,
+                     "mode": "greedy" if ev.decoding == "greedy" else "sampled, fixed seed"},
+        "decoding": ev.decoding, "guardrails": "repo_ray.eval.guardrails",
+        "seed": seed, "max_turns": horizon[0], "stop_when_settled": horizon[1],
+        "dialogues": len(episodes),
         "bootstrap_samples": ev.bootstrap_samples, "confidence": ev.confidence,
         "excellent_threshold": ev.excellent_threshold, "overlength_chars": cfg.reward.overlength_chars,
     }
     return PolicyEval(name, str(policy_path), adapter_label, metrics, dialogues, case_results,
                       [d.dialogue_id for d in dialogues[:n_examples]], settings,
                       round(time.perf_counter() - started, 2))
+
+
+def reference_backend(kind: str, scenarios: Sequence[Scenario], bad_cases: Sequence[BadCase], seed: int,
+                      data_seed: int = 0):
+    """A scripted reference policy (reference_policies.REFERENCE_POLICIES) set up to replay the
+    harness's own hotels: the evaluation episode seed per scenario, the data seed for the bad
+    cases' contexts (they were generated against it)."""
+    from repo_ray.eval.reference_policies import REFERENCE_POLICIES
+    from repo_ray.rollout import stable_seed
+
+    seeds = {s.scenario_id: stable_seed("hotel", episode_id(seed, s.scenario_id)) for s in scenarios}
+    return REFERENCE_POLICIES[kind]([*scenarios, *(c.scenario for c in bad_cases)], seeds, data_seed)
+
+
+def evaluate_reference(cfg: RepoRayConfig, scenarios: Sequence[Scenario], bad_cases: Sequence[BadCase], seed: int,
+                       kind: str = "expert", name: str | None = None, n_examples: int = 3) -> PolicyEval:
+    """A reference policy (default: the scripted expert, the ceiling row) through this harness."""
+    backend = reference_backend(kind, scenarios, bad_cases, seed, cfg.data.seed)
+    return evaluate_backend(name or kind, cfg, backend, scenarios, bad_cases, seed,
+                            policy_path=f"scripted:{kind}", n_examples=n_examples)
+
+
+def expert_row(cfg: RepoRayConfig, scenarios: Sequence[Scenario], bad_cases: Sequence[BadCase], seed: int,
+               taken: Sequence[str] = ()) -> dict[str, PolicyEval]:
+    """{EXPERT_ROW: the scripted expert's evaluation}: the ceiling row every report carries."""
+    from repo_ray.eval.reference_policies import EXPERT_ROW
+
+    if EXPERT_ROW in taken:
+        raise PolicySpecError(f"--policies: {EXPERT_ROW!r} names the scripted expert's reference row; rename it")
+    return {EXPERT_ROW: evaluate_reference(cfg, scenarios, bad_cases, seed, "expert", EXPERT_ROW)}
 
 
 def evaluate_policy(name: str, cfg: RepoRayConfig, policy_path: str | Path, tokenizer_path: str | Path | None,
@@ -300,5 +354,7 @@ def run_eval(cfg: RepoRayConfig, policies: Sequence[str], data_dir: str | Path, 
         log.info("evaluating %s (%s%s)", name, model, f" + {adapter}" if adapter else "")
         evals[name] = evaluate_policy(name, cfg, model, _tokenizer_for(model, cfg), adapter, scenarios.rows,
                                       cases.rows, seed, device=device)
+    if cfg.eval.expert_row:
+        evals.update(expert_row(cfg, scenarios.rows, cases.rows, seed, taken=names))
     out = Path(out_dir)
     return write_evals(evals, out / "eval.json"), write_eval_markdown(evals, out / "eval.md")

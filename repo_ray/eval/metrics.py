@@ -4,15 +4,19 @@ this module only counts.
 
 Definitions (one place; the report and the README quote them):
 
-- Problem: an RF rule that fires (its defect: the registry's defect of that rule; for
-  `price_constraints` the tag says which: below floor or above current), or an evaluation
+- Problem: an evaluation guardrail check that fires (repo_ray/eval/guardrails.py, the
+  evaluation's own code; named like the RF rules, its defect: the registry's defect of that
+  name; for `price_constraints` the tag says which: below floor or above current), or an evaluation
   judge item scored at or below `JUDGE_PROBLEM_AT` (-5 of [-10, 10], a clear violation; its
   defect: the registry's defect of that item; the three items without one count as
   `EXTRA_ITEM_PROBLEMS`). A problem's severity is its defect's registry severity.
-- Dialogue rating 1-5: `3 + 2 * m - p`, rounded half up and clipped to 1..5, where m is the
-  mean normalised judge score of the dialogue's replies (in [-1, 1], so 3 + 2m spans 1..5)
-  and p the rule penalty: per reply, its worst rule violation costs 0.5 (minor), 1 (major)
-  or 2 (severe); summed over replies, capped at 4.
+- Dialogue rating 1-5: the mean over the dialogue's replies of a per-reply score,
+  `clip(3 + 2 * j - p, 1, 5)`, where j is the reply's normalised judge score (in [-1, 1], so
+  3 + 2j spans 1..5) and p the cost of the reply's worst problem (guardrail or judge item):
+  1 (minor), 2 (major) or 4 (severe: the reply scores 1), 0 with none. Each reply's problems
+  are combined per reply, so a policy with one problem per reply and a policy with one
+  problem in its only reply rate alike, and the ratings spread over 1..5 instead of piling at
+  1 under a summed penalty. Not rounded (the rating counts round it half up).
 - Excellent reply: normalised judge score >= `eval.excellent_threshold` and no rule fires.
   Excellent share: dialogues with at least one excellent reply.
 - Bad-case outcome of the policy's reply in the case's context: the case's defect is
@@ -78,8 +82,7 @@ RULE_DEFECTS: dict[str, tuple[str, ...]] = {
     or ((EXTRA_RULE_PROBLEMS[rule][0],) if rule in EXTRA_RULE_PROBLEMS else ())
     for rule in RULES
 }
-RULE_PENALTY = {Severity.MINOR: 0.5, Severity.MAJOR: 1.0, Severity.SEVERE: 2.0}
-RULE_PENALTY_CAP = 4.0
+PROBLEM_COST = {Severity.MINOR: 1.0, Severity.MAJOR: 2.0, Severity.SEVERE: 4.0}
 
 FLUENCY_RULES = ("format_breakage", "mixed_language", "repeated_phrasing", "overlength")
 DOMAIN_RULES = ("hallucinated_numbers", "price_constraints", "internal_term_leakage")
@@ -152,6 +155,17 @@ class ResponseFindings:
         sevs = list(self.rule_problems().values())
         return max(sevs, key=SEVERITY_RANK.__getitem__) if sevs else None
 
+    def worst_severity(self) -> Severity | None:
+        """The severity of the reply's worst problem, guardrail or judge item."""
+        sevs = list(self.problems().values())
+        return max(sevs, key=SEVERITY_RANK.__getitem__) if sevs else None
+
+    def score(self) -> float:
+        """The reply's 1..5 score: 3 + 2 * judge score - the cost of its worst problem."""
+        worst = self.worst_severity()
+        raw = 3.0 + 2.0 * self.judge_score - (PROBLEM_COST[worst] if worst is not None else 0.0)
+        return min(5.0, max(1.0, raw))
+
     def is_excellent(self, threshold: float) -> bool:
         return self.judge_score >= threshold and not self.rule_tags
 
@@ -187,18 +201,16 @@ class DialogueRecord:
         return [m.text for m in self.transcript if m.role is Role.HOTEL]
 
 
-def dialogue_rating(responses: Sequence[ResponseFindings]) -> int:
-    """1..5 from the mean normalised judge score and the rule penalty (module docstring)."""
+def dialogue_rating(responses: Sequence[ResponseFindings]) -> float:
+    """1..5: the mean of the replies' scores (module docstring)."""
     if not responses:
         raise ValueError("a dialogue without replies has no rating")
-    m = sum(r.judge_score for r in responses) / len(responses)
-    penalty = 0.0
-    for r in responses:
-        worst = r.worst_rule_severity()
-        if worst is not None:
-            penalty += RULE_PENALTY[worst]
-    raw = 3.0 + 2.0 * m - min(penalty, RULE_PENALTY_CAP)
-    return int(min(5, max(1, math.floor(raw + 0.5))))
+    return sum(r.score() for r in responses) / len(responses)
+
+
+def rating_bucket(rating: float) -> int:
+    """A rating rounded half up to 1..5 (the rating counts)."""
+    return int(min(5, max(1, math.floor(rating + 0.5))))
 
 
 def has_excellent(responses: Sequence[ResponseFindings], threshold: float) -> bool:
@@ -388,7 +400,13 @@ class MetricSpec:
 
 
 BAD_CASE_KEYS = ("fix", "clean_fix", "fix_minor", "fix_major", "unresolved", "severe_unresolved")
+# Ground truth first: what the simulated hotel did (tickets, prices, replies) needs no judge.
+GROUND_TRUTH = ("task_success", "price_vs_target", "response_rate", "turns_to_deal")
 METRICS: dict[str, MetricSpec] = {
+    "task_success": MetricSpec("task success per room-type ticket", "share", True),
+    "price_vs_target": MetricSpec("price reached vs target, (agreed - target) / target", "mean", False),
+    "response_rate": MetricSpec("simulated response rate", "share", True),
+    "turns_to_deal": MetricSpec("agent turns to a deal (agreed tickets)", "mean", False),
     "rating": MetricSpec("dialogue rating (1-5)", "rating", True),
     "excellent_share": MetricSpec("dialogues with >= 1 excellent reply", "share", True),
     "bad_case.fix": MetricSpec("bad cases fixed (any)", "share", True),
@@ -398,12 +416,8 @@ METRICS: dict[str, MetricSpec] = {
     "bad_case.unresolved": MetricSpec("bad cases: unresolved", "share", False),
     "bad_case.severe_unresolved": MetricSpec("bad cases: severe unresolved", "share", False),
     **{f"capability.{c}": MetricSpec(c.replace("_", " "), "share", True) for c in CAPABILITIES},
-    "response_rate": MetricSpec("simulated response rate", "share", True),
-    "task_success": MetricSpec("task success per room-type ticket", "share", True),
-    "price_vs_target": MetricSpec("price reached vs target, (agreed - target) / target", "mean", False),
-    "turns_to_deal": MetricSpec("agent turns to a deal (agreed tickets)", "mean", False),
     "judge_score": MetricSpec("mean normalised eval-judge score per reply", "mean", True),
-    **{f"guardrail.{r}": MetricSpec(f"{r} per 100 replies", "per100", False) for r in RULES},
+    **{f"guardrail.{r}": MetricSpec(f"guardrail {r} per 100 replies", "per100", False) for r in RULES},
 }
 
 
@@ -493,7 +507,7 @@ def compute_metrics(dialogues: Sequence[DialogueRecord], bad_cases: Sequence[Bad
         pairs = list(per_unit.values())
         estimates[key] = bootstrap_ratio([p[0] for p in pairs], [p[1] for p in pairs], bootstrap_samples, confidence,
                                          metric_seed(seed, unit_family(key)))
-    ratings = Counter(int(units["rating"][d.dialogue_id][0]) for d in dialogues)
+    ratings = Counter(rating_bucket(units["rating"][d.dialogue_id][0]) for d in dialogues)
     outcomes = Counter(bad_case_verdict(c).outcome.value for c in bad_cases)
     return EvalMetrics(
         estimates, units, {k: ratings.get(k, 0) for k in range(1, 6)},

@@ -25,14 +25,17 @@ import pyarrow.parquet as pq
 
 from repo_ray.atomic import atomic_write_text
 from repo_ray.eval.eval_judge import DIFFERENCES
-from repo_ray.eval.metrics import METRICS, Estimate, gain
+from repo_ray.eval.guardrails import SHARED_WITH_TRAINING
+from repo_ray.eval.hacking import LABELS, MONITORED, hacking_series
+from repo_ray.eval.metrics import GROUND_TRUTH, METRICS, Estimate, gain
+from repo_ray.eval.reference_policies import EXPERT_ROW
 from repo_ray.eval.results import DialogueResult, PolicyEval
 from repo_ray.eval.stepstats import COLUMNS, CONTROL_PREFIX, mean_column
 
 SOURCES = (("r_total", "R_total"), ("r_model", "R_model (RM)"), ("e_judge", "E_judge (RJ)"), ("e_func", "E_func (RF)"))
-HEADLINE = ("rating", "excellent_share", "bad_case.fix", "bad_case.clean_fix", "bad_case.severe_unresolved",
-            "capability.dialogue_fluency", "capability.workflow_compliance", "capability.negotiation_effectiveness",
-            "capability.domain_understanding", "response_rate", "task_success")
+HEADLINE = (*GROUND_TRUTH, "rating", "excellent_share", "bad_case.fix", "bad_case.clean_fix",
+            "bad_case.severe_unresolved", "capability.dialogue_fluency", "capability.workflow_compliance",
+            "capability.negotiation_effectiveness", "capability.domain_understanding")
 MAX_TURN_CHARS = 400
 # the learner metrics (StepMetrics fields, step columns of the same name) in the learner plot
 LEARNER_PLOTS = ("policy_loss", "value_loss", "approx_kl", "kl_to_sft", "entropy", "clip_fraction")
@@ -312,10 +315,11 @@ def reference_name(evals: Mapping[str, PolicyEval], reference: str = "sft") -> s
 
 
 def eval_table_markdown(evals: Mapping[str, PolicyEval], reference: str = "sft", values: bool = True,
-                        gains: bool = True) -> str:
-    """One row per metric, one column per policy (value [interval]), plus the paired gain of
-    every other policy over the reference (SFT) with its interval; `values` / `gains` False
-    leave either group of columns out (wide comparisons print them as two tables)."""
+                        gains: bool = True, keys: Sequence[str] | None = None) -> str:
+    """One row per metric (`keys`, default every metric), one column per policy (value
+    [interval]), plus the paired gain of every other policy over the reference (SFT) with its
+    interval; `values` / `gains` False leave either group of columns out (wide comparisons
+    print them as two tables)."""
     names = list(evals)
     ref = reference_name(evals, reference)
     others = [n for n in names if n != ref] if ref and gains else []
@@ -325,7 +329,8 @@ def eval_table_markdown(evals: Mapping[str, PolicyEval], reference: str = "sft",
     shown = names if values else []
     head = ["metric", *shown, *(f"{n} - {ref}" for n in others)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, spec in METRICS.items():
+    for key in keys if keys is not None else METRICS:
+        spec = METRICS[key]
         if not any(key in evals[n].metrics.estimates for n in names):
             continue
         arrow = "↑" if spec.higher_is_better else "↓"
@@ -353,7 +358,7 @@ def _short(text: str) -> str:
 
 def dialogue_markdown(d: DialogueResult) -> str:
     caps = ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'no'}" for k, v in d.capabilities.items())
-    lines = [f"rating {d.rating}; excellent reply: {'yes' if d.excellent else 'no'}; {caps}; "
+    lines = [f"rating {d.rating:.2f}; excellent reply: {'yes' if d.excellent else 'no'}; {caps}; "
              f"agreed {json.dumps(d.agreed, ensure_ascii=False) if d.agreed else 'nothing'}; ended: {d.end_reason}", ""]
     findings = iter(d.responses)
     for m in d.transcript:
@@ -400,9 +405,14 @@ def examples_markdown(evals: Mapping[str, PolicyEval], limit: int = 3) -> str:
 
 
 DEFINITIONS = """\
-- **Rating 1-5**: 3 + 2 x (mean normalised eval-judge score of the dialogue's replies, in [-1, 1]) minus a rule
-  penalty (per reply, its worst rule violation: minor 0.5, major 1, severe 2; capped at 4), rounded, clipped to 1..5.
-- **Excellent reply**: normalised eval-judge score >= the excellent threshold and no rule fires.
+- **Ground truth** (the simulated hotel's own state, no judge): **task success** = room-type tickets agreed below
+  the current price, over all tickets; **price vs target** = mean (agreed - target) / target over agreed tickets
+  (negative is better); **response rate** = dialogues where the hotel said anything; **turns to a deal** = mean
+  agent turn at which an agreed ticket was agreed.
+- **Rating 1-5**: the mean over the dialogue's replies of a per-reply score, clip(3 + 2 x normalised eval-judge
+  score - cost of the reply's worst problem, 1, 5); a problem is a guardrail that fires or a judge item <= -5, and
+  costs 1 (minor), 2 (major) or 4 (severe). Problems combine per reply, so ratings spread over 1..5.
+- **Excellent reply**: normalised eval-judge score >= the excellent threshold and no guardrail fires.
 - **Bad cases**: the policy answers the case's context; its defect is judged by its registered catcher (rule, or
   eval-judge item <= -5). Defect present: unresolved (severe unresolved if the case is severe). Gone: clean fix if
   nothing else is found, else fix with a minor / major problem by the worst other problem's severity.
@@ -411,13 +421,25 @@ DEFINITIONS = """\
   silence-not-consent >= 0; negotiation = pursued a price (some price-pursuit item > 0, mean >= 0) and the
   negotiation moved (a ticket agreed or the hotel named a price below current); domain = no hallucinated numbers,
   price-constraint violations or internal-term leakage.
-- **Response rate**: dialogues where the hotel said anything. **Task success**: room-type tickets agreed below
-  the current price. **Price vs target**: mean (agreed - target) / target over agreed tickets (negative is better).
-  **Turns to a deal**: mean agent turn at which an agreed ticket was agreed. **Guardrails**: replies on which a rule
-  fires, per 100 replies.
+- **Guardrails**: replies on which an evaluation guardrail check fires, per 100 replies (repo_ray/eval/guardrails.py).
+- **expert**: the data generator's scripted agent, played through the same harness and scored alike: the ceiling.
 - **Intervals**: percentile bootstrap over dialogues (or bad cases); gains over SFT are paired over the same
   scenarios.
 """
+
+
+def decoding_line(settings: Mapping[str, Any], dialogues: int) -> str:
+    """How the policies were played: decoding, horizon, stop rule, dialogues, intervals."""
+    sampling = settings.get("sampling", {})
+    how = ("decoded greedily (top-k 1)" if settings.get("decoding", "sampled") == "greedy" else
+           f"sampled (temperature {sampling.get('temperature')}, top-p {sampling.get('top_p')}, top-k "
+           f"{sampling.get('top_k')}, fixed seed {settings.get('seed')})")
+    stop = "stopping once every ticket is settled" if settings.get("stop_when_settled") else \
+        "not stopping at a deal (confirming and closing count)"
+    return (f"{dialogues} held-out dialogues per policy, {how}, up to {settings.get('max_turns')} agent turns "
+            f"against the seeded hotel simulator, {stop}: the horizon and stop rule RL trains on "
+            f"(rollout.max_turns, rollout.stop_when_settled). Intervals: {settings.get('confidence', 0.95):.0%} "
+            f"percentile bootstrap, {settings.get('bootstrap_samples')} resamples.")
 
 
 def evaluation_markdown(evals: Mapping[str, PolicyEval], plot: str | None = None) -> str:
@@ -426,18 +448,25 @@ def evaluation_markdown(evals: Mapping[str, PolicyEval], plot: str | None = None
         return "No policy was evaluated.\n"
     first = next(iter(evals.values())).settings
     ref = reference_name(evals)
+    judged = [k for k in METRICS if k not in GROUND_TRUTH]
     parts = [
+        decoding_line(first, len(next(iter(evals.values())).dialogues))
+        + (f" The last columns give each policy's paired gain over **{ref}**." if ref else "")
+        + (f" **{EXPERT_ROW}** is the data generator's scripted agent through the same harness: the ceiling."
+           if EXPERT_ROW in evals else ""),
+        "",
+        "### Ground truth: what the simulated hotel did",
+        "",
+        eval_table_markdown(evals, keys=GROUND_TRUTH),
+        "",
+        "### Judged: rating, bad cases, capabilities, guardrails",
+        "",
         f"Evaluation judge: {first.get('judge', 'builtin-heuristic')} "
-        f"(rubric {first.get('judge_rubric_version', '?')}). "
-        + DIFFERENCES,
+        f"(rubric {first.get('judge_rubric_version', '?')}). " + DIFFERENCES,
         "",
-        f"Policies are sampled (temperature {first.get('sampling', {}).get('temperature')}, fixed seed "
-        f"{first.get('seed')}), up to {first.get('max_turns')} agent turns per dialogue against the seeded hotel "
-        f"simulator; intervals: {first.get('confidence', 0.95):.0%} percentile bootstrap, "
-        f"{first.get('bootstrap_samples')} resamples."
-        + (f" The last columns give each policy's paired gain over **{ref}**." if ref else ""),
+        SHARED_WITH_TRAINING,
         "",
-        eval_table_markdown(evals),
+        eval_table_markdown(evals, keys=judged),
         "",
         *(_counts_line(name, ev) for name, ev in evals.items()),
         "",
@@ -504,10 +533,62 @@ def _text_note(cols: Mapping[str, np.ndarray]) -> str:
     return (text + ".") if text else "No response-length or distinct-n data."
 
 
+def faults_markdown(run_dir: Path) -> str:
+    """The run's events (RUN/rl/events, written by the driver: actor restarts, re-scorings,
+    rollbacks, masked-share alerts) as a table with a count per kind (pipeline/placement.py
+    says what survives what)."""
+    events_dir = Path(run_dir) / "rl" / "events"
+    parts = sorted(events_dir.glob("part-*.parquet")) if events_dir.is_dir() else []
+    rows = [r for p in parts for r in pq.read_table(p).to_pylist()]
+    if not rows:
+        return "No actor died and no alert fired during RL.\n"
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        counts[(r["kind"], r["actor"])] = counts.get((r["kind"], r["actor"]), 0) + 1
+    summary = ", ".join(f"{kind} {actor} x{n}" for (kind, actor), n in sorted(counts.items()))
+    table = ["| step | event | actor / alert | what happened |", "|---|---|---|---|"]
+    table += [f"| {r['step']} | {r['kind']} | {r['actor']} | {str(r['detail']).replace('|', '/')} |" for r in rows]
+    return f"{summary}.\n\n" + "\n".join(table) + "\n"
+
+
+def hacking_markdown(cols: Mapping[str, np.ndarray], window: int, threshold: float, n: float) -> str:
+    """The reward-hacking monitor over the steps (recomputed from the log: repo_ray/eval/hacking.py)."""
+    if COLUMNS.step not in cols or not cols[COLUMNS.step].size:
+        return "No RL steps: nothing to monitor.\n"
+    size = cols[COLUMNS.step].size
+    rows = [{k: float(v[i]) for k, v in cols.items()} for i in range(size)]
+    checks = hacking_series(rows, window, threshold, n)
+    flagged = [c for c in checks if c.flagged]
+    head = (f"Per step, the change of each source's batch mean over the last {window} steps (second half minus first "
+            f"half; R_model in z units, E_judge and E_func as a share of reward.n = {n:g}); a step is flagged when one "
+            f"source rose and another fell by at least {threshold:g} each (eval.hacking_monitor). The driver logs the "
+            "same check per step (steps table columns hacking_divergence, hacking_flag; gauge "
+            "ray_repo_ray_reward_hacking).")
+    if size < window:
+        return f"{head}\n\nOnly {size} steps, fewer than the window of {window}: not checked.\n"
+    if not flagged:
+        best = max((c for c in checks if np.isfinite(c.divergence)), key=lambda c: c.divergence, default=None)
+        tail = "" if best is None else (f" Largest divergence {best.divergence:+.3f} at step {best.step} "
+                                        f"({LABELS.get(best.rising or '', '-')} up, "
+                                        f"{LABELS.get(best.falling or '', '-')} down).")
+        return f"{head}\n\n**No step flagged.**{tail}\n"
+    lines = [head, "", f"**{len(flagged)} of {size} steps flagged.**", "",
+             "| step | rising | falling | divergence | " + " | ".join(LABELS[s] for s in MONITORED) + " |",
+             "|---|---|---|---|" + "---|" * len(MONITORED)]
+    for c in flagged[:20]:
+        lines.append(f"| {c.step} | {LABELS.get(c.rising or '', '-')} | {LABELS.get(c.falling or '', '-')} | "
+                     f"{c.divergence:+.3f} | " + " | ".join(f"{c.changes[s]:+.3f}" if s in c.changes else "n/a"
+                                                          for s in MONITORED) + " |")
+    if len(flagged) > 20:
+        lines.append(f"\n({len(flagged) - 20} more flagged steps in the steps table.)")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(run_dir: Path, steps: pa.Table | str | Path | None, evals: Mapping[str, PolicyEval],
-                 out: Path) -> Path:
+                 out: Path, hacking: tuple[int, float, float] = (8, 0.1, 100.0)) -> Path:
     """Write OUT/report.md and its PNG plots (rewards, masked, text, learner, eval); return
-    the path of report.md. `steps` is the driver's steps table (or its Parquet path)."""
+    the path of report.md. `steps` is the driver's steps table (or its Parquet path);
+    `hacking` is the monitor's (window, threshold, reward.n)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cols = load_steps(steps) if steps is not None else {}
@@ -532,9 +613,11 @@ def write_report(run_dir: Path, steps: pa.Table | str | Path | None, evals: Mapp
                   f"![masked share]({plot_masked(cols, out / 'masked.png').name})\n",
                   "### Response length and diversity\n", _text_note(cols) + "\n",
                   f"![length and distinct-n]({plot_text(cols, out / 'text.png').name})\n",
-                  "### Learner\n", f"![learner diagnostics]({plot_learner(cols, out / 'learner.png').name})\n"]
+                  "### Learner\n", f"![learner diagnostics]({plot_learner(cols, out / 'learner.png').name})\n",
+                  "### Reward-hacking monitor\n", hacking_markdown(cols, *hacking)]
     else:
         parts.append("No RL steps were recorded: nothing to say about the reward.\n")
+    parts += ["## Faults and alerts\n", faults_markdown(Path(run_dir))]
 
     parts.append("## Held-out evaluation\n")
     plot = plot_eval(evals, out / "eval.png").name if evals else None

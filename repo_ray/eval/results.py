@@ -27,7 +27,7 @@ class DialogueResult:
     agreed: dict[str, float]
     deal_turns: dict[str, int] | None
     end_reason: str
-    rating: int
+    rating: float  # 1..5, the mean of the replies' scores
     excellent: bool
     capabilities: dict[str, bool]
 
@@ -47,7 +47,7 @@ class DialogueResult:
         return cls(d["dialogue_id"], d["scenario"], list(d["transcript"]),
                    [ResponseFindings.from_dict(r) for r in d["responses"]], dict(d["agreed"]),
                    None if d.get("deal_turns") is None else {k: int(v) for k, v in d["deal_turns"].items()},
-                   d["end_reason"], int(d["rating"]), bool(d["excellent"]), dict(d["capabilities"]))
+                   d["end_reason"], float(d["rating"]), bool(d["excellent"]), dict(d["capabilities"]))
 
 
 @dataclass

@@ -131,6 +131,9 @@ class StepRow:
     batch: BatchStats
     control: BatchStats | None
     learner: Any  # the learner's metrics dataclass (repo_ray.learner.trainers.StepMetrics)
+    # the reward-hacking monitor at this step (repo_ray/eval/hacking.py), set by the driver
+    hacking_divergence: float = math.nan  # NaN before the monitor's window is full
+    hacking_flag: int = 0  # 1: one source rose while another fell beyond eval.hacking_monitor.threshold
 
     def columns(self) -> dict[str, Any]:
         """The flat row (column -> value) of this step."""

@@ -124,7 +124,8 @@ def stage_eval(cfg: RepoRayConfig, rd: RunDir, t: Trained, data_dir: Path, data_
     from repo_ray.eval.harness import PolicyEval, evaluate_policy
 
     stage = rd.stage(f"eval-{t.method.name}", t.key, data_key, cfg.eval.model_dump(mode="json"),
-                     cfg.rollout.temperature, cfg.rollout.max_new_tokens, cfg.seed, label=f"eval {t.method.name}")
+                     cfg.rollout.temperature, cfg.rollout.max_new_tokens, cfg.rollout.top_p, cfg.rollout.top_k,
+                     cfg.rollout.max_turns, cfg.rollout.stop_when_settled, cfg.seed, label=f"eval {t.method.name}")
     parts = ("compare", "evals", f"{t.method.name}.json")
     if stage.reused(rd.path(*parts), rd.exists(*parts)):
         return PolicyEval.from_dict(rd.read_json(*parts))
@@ -191,6 +192,16 @@ def compare(cfg: RepoRayConfig, run_dir: str, methods: list[Method] | None = Non
             side.close()
     results = [MethodResult(t.method.name, t.method.summary, t.method.kind, t.method.ablation,
                             stage_eval(cfg, rd, t, data_dir, data_key), t.steps, t.info) for t in trained]
+    if cfg.eval.expert_row:  # the ceiling: the data generator's scripted agent through the same harness
+        from repo_ray.domain.schemas import load_rows
+        from repo_ray.eval.harness import expert_row
+
+        t0 = time.perf_counter()
+        for name, ev in expert_row(cfg, load_rows("eval", data_dir).rows, load_rows("bad_cases", data_dir).rows,
+                                   cfg.seed, taken=[r.name for r in results]).items():
+            results.append(MethodResult(name, "scripted expert of the data generator (reference, not trained)",
+                                        "reference", False, ev, [], {"train_s": 0.0}))
+        say(f"eval expert (scripted ceiling): {time.perf_counter() - t0:.0f}s")
     out = rd.local("compare")
     md, html = write_compare_report(out, results, budget=sample_budget(cfg), config_name=cfg.name)
     rd.sync_up(out, "compare")

@@ -84,6 +84,7 @@ class RolloutWorker:
             max_turns=r.max_turns,
             max_prompt_tokens=r.max_prompt_tokens,
             group_size=group_size,
+            stop_when_settled=r.stop_when_settled,  # the evaluation harness plays the same rule
         )
 
     def load_adapter(self, update: AdapterUpdate) -> AdapterAck:

@@ -19,9 +19,9 @@ from repo_ray.types import Message, Role
 
 EVAL_SETTINGS = {
     "model": {"dtype": "float32"},
-    "rollout": {"max_new_tokens": 16, "scenarios_per_batch": 16},
+    "rollout": {"max_new_tokens": 16, "scenarios_per_batch": 16, "max_turns": 2},
     "learner": {"lora": {"r": 4, "alpha": 8}, "batch_size": 8, "micro_batch_size": 8},
-    "eval": {"max_turns": 2, "bootstrap_samples": 50},
+    "eval": {"bootstrap_samples": 50},
 }
 
 
@@ -115,14 +115,15 @@ def test_cli_eval_writes_json_and_markdown_for_a_model_and_a_model_plus_adapter(
                 p.copy_(torch.randn(p.shape, generator=gen))
     adapter = write_adapter_dir(build_adapter_update(model, 3, [1, 2, 3]), tmp_path / "adapter")
     cfg = tmp_path / "eval.yaml"
-    cfg.write_text(yaml.safe_dump({**EVAL_SETTINGS, "eval": {"max_turns": 1, "bootstrap_samples": 50}}))
+    cfg.write_text(yaml.safe_dump({**EVAL_SETTINGS, "rollout": {**EVAL_SETTINGS["rollout"], "max_turns": 1}}))
     policy = str(domain_models.policy_dir)  # the tiny policy directory holds its tokenizer
     out = tmp_path / "out"
     rc = main(["eval", "--config", str(cfg), "--data", str(data_dir), "--out", str(out), "--seed", "5",
                "--policies", f"base={policy}", f"tuned={policy}:{adapter}"])
     assert rc == 0
     evals = read_evals(out / "eval.json")
-    assert list(evals) == ["base", "tuned"]
+    assert list(evals) == ["base", "tuned", "expert"]  # the scripted expert's ceiling row comes with every eval
+    assert evals["expert"].policy_path == "scripted:expert" and evals["expert"].metrics.dialogues == 12
     assert evals["tuned"].adapter == str(adapter) and evals["base"].adapter is None
     assert evals["base"].metrics.dialogues == 12 and evals["base"].metrics.bad_cases == 16  # the whole data dir
     # the LoRA (rank 8, other than learner.lora's 4) loaded and changed what the policy says
@@ -130,7 +131,8 @@ def test_cli_eval_writes_json_and_markdown_for_a_model_and_a_model_plus_adapter(
     tuned_text = [d.responses[0].response for d in evals["tuned"].dialogues]
     assert base_text != tuned_text
     md = (out / "eval.md").read_text()
-    assert "| metric | base | tuned |" in md and (out / "eval.png").is_file()
+    assert "| metric | base | tuned | expert |" in md and (out / "eval.png").is_file()
+    assert md.index("task success per room-type ticket") < md.index("dialogue rating (1-5)")  # ground truth first
     json.loads((out / "eval.json").read_text())
 
 

@@ -38,20 +38,32 @@ def dialogue(did="d", responses=None, hotel=("Hi, sure.",), agreed=None, deal_tu
 
 
 # ---------------------------------------------------------------------------- rating and excellence
-def test_rating_maps_mean_judge_score_to_1_to_5_and_subtracts_rule_penalties():
-    assert dialogue_rating([reply(0.5), reply(0.5)]) == 4  # 3 + 2 * 0.5
-    assert dialogue_rating([reply(1.0)]) == 5
-    assert dialogue_rating([reply(-1.0)]) == 1
-    assert dialogue_rating([reply(0.25)]) == 4  # 3.5 rounds half up
-    assert dialogue_rating([reply(0.24)]) == 3
+def test_rating_is_the_mean_over_replies_of_each_replys_score_with_its_worst_problem():
+    assert dialogue_rating([reply(0.5), reply(0.5)]) == 4.0  # 3 + 2 * 0.5 per reply
+    assert dialogue_rating([reply(1.0)]) == 5.0
+    assert dialogue_rating([reply(-1.0)]) == 1.0
+    assert dialogue_rating([reply(0.25)]) == pytest.approx(3.5)  # not rounded: ratings spread
     major = {"hallucinated_numbers": ["unknown:37"]}
-    assert dialogue_rating([reply(0.5), reply(0.5, rules=major)]) == 3  # 4 - 1 (major)
-    minor = {"mixed_language": ["cjk_chars:4"]}
-    assert dialogue_rating([reply(0.5, rules=minor), reply(0.5, rules=minor)]) == 3  # 4 - 0.5 - 0.5
-    # one reply counts its worst violation once: major + minor on one reply costs 1
-    assert dialogue_rating([reply(0.5, rules={**major, **minor})]) == 3
+    assert dialogue_rating([reply(0.5), reply(0.5, rules=major)]) == pytest.approx(3.0)  # (4 + (4 - 2)) / 2
+    minor = {"mixed_language": ["han_chars:4"]}
+    assert dialogue_rating([reply(0.5, rules=minor), reply(0.5, rules=minor)]) == pytest.approx(3.0)  # 4 - 1 each
+    # a reply counts its worst problem once: major + minor on one reply costs 2
+    assert dialogue_rating([reply(0.5, rules={**major, **minor})]) == pytest.approx(2.0)
     severe = {"internal_term_leakage": ["term:floor price"]}
-    assert dialogue_rating([reply(1.0, rules=severe), reply(1.0, rules=severe), reply(1.0, rules=severe)]) == 1  # cap 4
+    assert dialogue_rating([reply(1.0, rules=severe)]) == 1.0  # 5 - 4
+    # a judge item at or below -5 is a problem too (sop_compliance: wrong_sop_stage, major)
+    assert dialogue_rating([reply(0.5, items={"sop_compliance": -6.0})]) == pytest.approx(2.0)
+    assert dialogue_rating([reply(0.5, items={"sop_compliance": -4.0})]) == 4.0  # not a clear violation
+
+
+def test_rating_combines_problems_per_reply_so_length_does_not_pile_ratings_at_1():
+    major = {"hallucinated_numbers": ["unknown:37"]}
+    one_per_turn = [reply(0.5, turn=k, rules=major) for k in range(6)]
+    assert dialogue_rating(one_per_turn) == dialogue_rating(one_per_turn[:1]) == pytest.approx(2.0)
+    m = metrics_of([dialogue("a", [reply(0.5)]), dialogue("b", [reply(0.5, rules=major)]),
+                    dialogue("c", [reply(0.24)]), dialogue("d", [reply(-1.0)])])
+    assert m.rating_counts == {1: 1, 2: 1, 3: 1, 4: 1, 5: 0}  # 4, 2, 3.48 (rounds to 3), 1
+    assert m["rating"].value == pytest.approx((4.0 + 2.0 + 3.48 + 1.0) / 4)
 
 
 def test_excellent_needs_the_threshold_and_no_rule_violation():
@@ -60,7 +72,7 @@ def test_excellent_needs_the_threshold_and_no_rule_violation():
     assert not has_excellent([reply(0.59)], 0.6)
     m = metrics_of([dialogue("x", [reply(0.1), reply(0.7)]), dialogue("y", [reply(0.5)])])
     assert m["excellent_share"].value == 0.5
-    assert m["rating"].value == 4.0  # 3 + 2 * 0.4 = 3.8 -> 4, and 4
+    assert m["rating"].value == pytest.approx(3.9)  # (3.2 + 4.4) / 2 = 3.8, and 4.0
 
 
 # ---------------------------------------------------------------------------- bad cases
@@ -232,7 +244,7 @@ def test_paired_gain_uses_common_units_and_is_exact_when_every_unit_moves_alike(
     assert e.value == pytest.approx(2 / 3) and e.n == 3
     same = paired_difference({"u1": (1.0, 1.0), "u2": (0.0, 1.0)}, {"u1": (0.5, 1.0), "u2": (-0.5, 1.0)}, 500, 0.95, 0)
     assert (same.value, same.lo, same.hi) == (pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5))
-    better = metrics_of([dialogue("x", [reply(0.9)]), dialogue("y", [reply(0.9)])])
+    better = metrics_of([dialogue("x", [reply(1.0)]), dialogue("y", [reply(1.0)])])
     worse = metrics_of([dialogue("x", [reply(0.0)]), dialogue("y", [reply(0.0)])])
     assert gain(better, worse, "rating", 200, 0.95).value == pytest.approx(2.0)  # 5 vs 3
 
