@@ -271,6 +271,25 @@ def cmd_judge_agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """SIGKILL one actor of each named kind of a running run, in turn, and report whether it came back."""
+    from repo_ray.pipeline.faults import run_chaos
+    from repo_ray.pipeline.placement import RESTART_KINDS
+    from repo_ray.pipeline.ray_setup import init_ray
+
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else list(RESTART_KINDS)
+    unknown = [k for k in kinds if k not in RESTART_KINDS]
+    if unknown:
+        raise ConfigError(f"--kinds: unknown kind(s) {unknown}; expected some of {', '.join(RESTART_KINDS)}")
+    init_ray(args.address)
+    results = run_chaos(kinds, run_id=args.run_id, job_id=args.job_id, interval_s=args.interval_s,
+                        recover_s=args.recover_s)
+    back = sum(r.recovered for r in results)
+    print(f"chaos: {back}/{len(results)} killed actors came back; the run's ledger, metrics "
+          f"(repo_ray_actor_restarts_total) and report say what it cost")
+    return 0 if back == len(results) else 1
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -360,6 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
                 'a malformed line gives {"line": N, "error": reason} and the others are still scored. The judge is '
                 "judge.base_url, or a local judge server started for the command when judge.local_server.enabled. "
                 "Exit status 0, 1 if any line was malformed, 2 on a user error (config, run dir, file).")
+
+    p = add("chaos", cmd_chaos, "kill (SIGKILL by pid) one actor of each kind of a running run and check that "
+                                "it comes back: rollout, reward_pool, rm_scorer, rule_checker, judge_limiter, "
+                                "judge_replica, learner")
+    p.add_argument("--address", help="Ray address of the cluster the run is on (default RAY_ADDRESS)")
+    p.add_argument("--kinds", metavar="A,B,...", help="which kinds, in order (default all)")
+    p.add_argument("--run-id", help="the run's id (RUN in its actor names, printed by `repo-ray train`); default: "
+                                    "any run on the cluster")
+    p.add_argument("--job-id", help="the run's Ray job id (its unnamed actors: RewardPool, rule checkers)")
+    p.add_argument("--interval-s", type=float, default=20.0, help="seconds between two kills (default 20)")
+    p.add_argument("--recover-s", type=float, default=180.0, help="how long to wait for each to come back")
 
     from reward_actors.judge.server import add_server_args
 

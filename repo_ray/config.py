@@ -514,7 +514,12 @@ class LearnerConfig(_Section):
 class PipelineConfig(_Section):
     mode: Literal["async", "sync"] = Field("async", description="async overlaps generation with training")
     max_staleness: int = Field(1, ge=0, description="most adapter versions a trained sample may lag")
-    checkpoint_every: int = Field(10, ge=1, description="RL steps between checkpoints")
+    checkpoint_every: int = Field(
+        1, ge=1, description="RL steps between checkpoints (a LoRA checkpoint is small and does not drain an async "
+        "run: the rollback after a learner rank dies then repeats at most one step)")
+    alert_masked_share: float | None = Field(
+        0.5, ge=0.0, le=1.0, description="alert (metric, console line, report) when a step's masked share passes "
+        "this; null: never")
     frozen_control: bool = Field(True, description="also score a frozen-policy control on the same scenarios")
     ray_address: str | None = Field(None, description="cluster address; null uses RAY_ADDRESS or a local head")
 

@@ -64,6 +64,15 @@ _SPECS = [
     MetricSpec("repo_ray_judge_budget_spent", "gauge", "judge spend so far", ("unit",)),
     MetricSpec("repo_ray_judge_budget_exhausted", "gauge", "1 once the judge budget is spent"),
     MetricSpec("repo_ray_judge_rate", "gauge", "current judge request rate allowed by the limiter"),
+    # faults and recovery (the policies: repo_ray/pipeline/placement.py, "What survives what")
+    MetricSpec("repo_ray_actor_restarts_total", "counter",
+               "actors of a run restarted or replaced after dying (rollout, reward_pool, rm_scorer, rule_checker, "
+               "judge_limiter, judge_replica, learner)", ("kind",)),
+    MetricSpec("repo_ray_rescored_total", "counter", "samples scored again after a reward actor died", ("kind",)),
+    MetricSpec("repo_ray_rollbacks_total", "counter", "in-run rollbacks of the RL loop to its last checkpoint"),
+    MetricSpec("repo_ray_masked_share", "gauge", "masked share of the last RL step's samples"),
+    MetricSpec("repo_ray_alerts_total", "counter", "alerts raised by the driver (e.g. masked_share over its threshold)",
+               ("alert",)),
 ]
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 assert len(METRICS) == len(_SPECS), "metric defined twice"
@@ -143,6 +152,21 @@ class RewardMeter:
         values = self.recent.setdefault(source, deque(maxlen=self.window))
         values.append(value)
         record("repo_ray_reward_recent", sum(values) / len(values), source=source)
+
+
+def record_actor_start(kind: str) -> bool:
+    """In an actor's constructor: count a restart when Ray is re-creating this actor after
+    its process died (max_restarts), with one log line. True when it was a restart."""
+    try:
+        import ray
+
+        restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # noqa: BLE001 - outside an actor or without Ray: not a restart
+        return False
+    if restarted:
+        log.warning("%s restarted by Ray after its process died", kind)
+        record("repo_ray_actor_restarts_total", kind=kind)
+    return restarted
 
 
 def exported_name(name: str, kind_suffix: str = "") -> str:

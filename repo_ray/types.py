@@ -257,6 +257,9 @@ class RewardResult:
     sources: dict[str, SourceResult]
     masked: bool
     reason: str = ""
+    # times a source (or the whole pool) was asked again for this sample after its actor
+    # died and was restarted (pipeline/placement.py, "What survives what")
+    rescored: int = 0
 
     def __post_init__(self) -> None:
         _require(bool(self.sample_id), "RewardResult.sample_id must be non-empty")

@@ -28,9 +28,10 @@ from reward_actors.combine import combine_sources
 
 log = logging.getLogger(__name__)
 
-# Actor failures worth one more try: the actor is being restarted (max_restarts) or was.
+# Actor failures worth asking again: the actor is being restarted (max_restarts) or was.
+# They are retried until the source's own deadline (reward.timeouts), then the source failed.
 _RETRYABLE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
-ACTOR_RETRIES = 2
+RETRY_PAUSE_S = 0.5  # between asks of a dead actor: Ray needs a moment to start its replacement
 
 
 def rule_source_result(trajectory: Trajectory, scenario: Scenario, cfg: RewardConfig) -> SourceResult:
@@ -136,20 +137,29 @@ class RewardPool:
             raise ValueError("reward.sources enables the rules but no RuleChecker was given")
         self.in_flight = 0
 
-    async def _ask(self, call: Callable[[], Awaitable[Any]], timeout_s: float) -> SourceResult:
-        """One source's answer as a SourceResult: timeouts and errors become statuses."""
+    async def _ask(self, call: Callable[[], Awaitable[Any]], timeout_s: float,
+                   retries: list[int] | None = None) -> SourceResult:
+        """One source's answer as a SourceResult: timeouts and errors become statuses. A dead
+        actor (RMScorer, RuleChecker, being restarted by Ray) is asked again until the
+        source's deadline; each re-ask is counted in `retries[0]` (the sample was re-scored)."""
         t0 = time.perf_counter()
-        for attempt in range(ACTOR_RETRIES + 1):
+        deadline = t0 + timeout_s
+        failures = 0
+        while True:
             try:
-                value = await _within(call(), t0 + timeout_s)
+                value = await _within(call(), deadline)
                 break
             except TimeoutError:
-                return SourceResult(None, SourceStatus.TIMEOUT, time.perf_counter() - t0, f"no answer in {timeout_s:g}s")
+                why = f"no answer in {timeout_s:g}s" + (f" ({failures} actor failure(s))" if failures else "")
+                return SourceResult(None, SourceStatus.TIMEOUT, time.perf_counter() - t0, why)
             except _RETRYABLE as err:
-                if attempt == ACTOR_RETRIES:
+                failures += 1
+                if time.perf_counter() + RETRY_PAUSE_S >= deadline:
                     return SourceResult(None, SourceStatus.ERROR, time.perf_counter() - t0,
-                                        f"actor failed: {type(err).__name__}")
-                await asyncio.sleep(0.5 * (attempt + 1))
+                                        f"actor failed: {type(err).__name__} ({failures}x, deadline {timeout_s:g}s)")
+                if retries is not None:
+                    retries[0] += 1
+                await asyncio.sleep(RETRY_PAUSE_S)
             except Exception as err:  # a source's own failure is a status, not a crash of the pool
                 return SourceResult(None, SourceStatus.ERROR, time.perf_counter() - t0,
                                     f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
@@ -164,18 +174,21 @@ class RewardPool:
         record("repo_ray_queue_depth", self.in_flight, queue="reward")
         try:
             t = self.cfg.timeouts
+            retries = [0]
             calls: dict[str, Awaitable[SourceResult]] = {
-                SOURCE_RM: self._ask(lambda: self.rm.score(trajectory), t.rm_s)
+                SOURCE_RM: self._ask(lambda: self.rm.score(trajectory), t.rm_s, retries)
             }
             if SOURCE_RULES in self.cfg.sources:
                 checker = next(self.checkers)
-                calls[SOURCE_RULES] = self._ask(lambda: checker.check.remote(trajectory, scenario), t.rules_s)
+                calls[SOURCE_RULES] = self._ask(lambda: checker.check.remote(trajectory, scenario), t.rules_s, retries)
             if SOURCE_JUDGE in self.cfg.sources:
                 ctx = JudgeContext.from_trajectory(trajectory, scenario)
-                calls[SOURCE_JUDGE] = self._ask(lambda: self.judge.score.remote(ctx), t.judge_s)
+                calls[SOURCE_JUDGE] = self._ask(lambda: self.judge.score.remote(ctx), t.judge_s, retries)
             answers = await asyncio.gather(*calls.values())
             # the driver records the result's figures (latency, status, reward) as it receives them
-            return combine_sources(trajectory.sample_id, dict(zip(calls, answers)), self.cfg)
+            result = combine_sources(trajectory.sample_id, dict(zip(calls, answers)), self.cfg)
+            result.rescored = retries[0]
+            return result
         finally:
             self.in_flight -= 1
             record("repo_ray_queue_depth", self.in_flight, queue="reward")

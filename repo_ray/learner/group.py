@@ -55,6 +55,11 @@ class PlacementError(UserError, RuntimeError):
     """The cluster cannot place the learner group's bundles."""
 
 
+class LearnerRankDied(RuntimeError):
+    """A rank of the group died: the collective job is broken and the group is ended. The RL
+    loop rebuilds a group from the last checkpoint (pipeline/placement.py, "What survives what")."""
+
+
 def _disable_shm_comm_build() -> None:
     """DeepSpeed's CPU TorchBackend JIT-compiles its `shm_comm` op (30-45 s per fresh venv,
     ENVIRONMENT.md) on first use; gloo carries the collectives without it. The one place
@@ -443,9 +448,45 @@ class LearnerGroup:
         self.optimizer_steps = 0
 
     def _all(self, method: str, *args) -> list[Any]:
+        """Call `method` on every rank; fail fast when a rank dies (the others would wait in a
+        collective until gloo's 30-minute timeout): the group is then ended, LearnerRankDied."""
         import ray
 
-        return ray.get([getattr(r, method).remote(*args) for r in self.ranks])
+        refs = [getattr(r, method).remote(*args) for r in self.ranks]
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayActorError as err:
+                self._end_ranks()
+                raise LearnerRankDied(f"learner rank {refs.index(ready[0])} died during {method}: "
+                                      f"{type(err).__name__}") from err
+            except ray.exceptions.RayTaskError:
+                dead = self._dead_ranks()
+                if dead:  # a peer's death surfaces in the others as a gloo error
+                    self._end_ranks()
+                    raise LearnerRankDied(f"learner rank(s) {dead} died during {method}") from None
+                raise
+        return ray.get(refs)
+
+    def _dead_ranks(self) -> list[int]:
+        import ray
+
+        dead = []
+        for i, r in enumerate(self.ranks):
+            try:
+                ray.get(r.node_ip.remote(), timeout=10)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                dead.append(i)
+        return dead
+
+    def _end_ranks(self) -> None:
+        import ray
+
+        for r in self.ranks:
+            with contextlib.suppress(Exception):
+                ray.kill(r)
 
     def train_step(self, batch) -> StepMetrics:
         """One RL step (repo / ppo / grpo) on a batch: a list of (Trajectory, RewardResult) or

@@ -14,13 +14,37 @@ as a smaller group. Re-normalising the survivors would bias the baseline whereve
 depends on the reply (a judge that times out on long replies, an RM failing on odd text):
 the baseline would then be taken over the replies that happened to be scored.
 
-Checkpoints are drain points: samples still buffered or in flight are recorded as
-discarded ("checkpoint drain") in an uninterrupted and a resumed run alike, so a resumed
-run continues from the saved episode cursor with exactly the same next step.
+Checkpoints (every pipeline.checkpoint_every steps, default 1) do not drain the pipeline:
+a checkpoint stores the episode cursor and the *pending chunks* (dispatched, with a sample not
+yet in the ledger: rollout in flight, reward in flight, buffered or masked-not-yet-recorded),
+each as its episode range and seed. Restoring one (`--resume` after the driver died, or the
+in-run rollback after a learner rank died, `_rollback`) dispatches the pending chunks again
+first, in chunk order, then continues from the cursor; a regenerated sample whose id is
+already in the ledger is skipped (it keeps its one fate). Only the run's last checkpoint
+drains (in-flight work recorded discarded, "run end"), so the ledger then covers every
+episode below the cursor.
+
+What "the same next samples" means after a restore:
+- sync: exactly the samples (ids and rewards) of an uninterrupted run: nothing is pending at
+  a sync checkpoint, and chunks have a fixed size.
+- async: the same dispatch order — the pending chunks with their original ids, episodes and
+  seeds, then the episodes after the cursor in order — and the same learner state. Not the
+  same texts for the pending chunks: they are generated again by the checkpoint's adapter,
+  where the uninterrupted run had some of them from the adapter before it; and, as between
+  two uninterrupted async runs, which samples fill a batch and how later chunks are sized
+  follow arrival times.
+
+Faults the loop itself handles (the policies of every actor kind: placement.py): a rollout
+worker's death (its chunk resubmitted after a re-push), the RewardPool's death (every sample
+in flight resubmitted once the pool answers again; the ledger's `rescored` counts it), a
+learner rank's death (`_rollback`). A step whose masked share passes
+pipeline.alert_masked_share raises an alert: repo_ray_alerts_total{alert="masked_share"}, one
+console line and an entry in the run's events (the report lists them).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import logging
 import math
@@ -38,16 +62,29 @@ from repo_ray.eval.stepstats import BatchStats, StepRow, mean_column
 from repo_ray.hashing import stable_seed
 from repo_ray.pipeline.adapter_push import push_adapter
 from repo_ray.pipeline.ledger import Ledger
-from repo_ray.pipeline.rundir import RunDir
+from repo_ray.pipeline.rundir import RunDir, say
 from repo_ray.rollout.backend import SamplingSettings
 from repo_ray.telemetry import RewardMeter, record
 from repo_ray.types import AdapterVerificationError, RewardResult, SampleFate, Trajectory
 
 log = logging.getLogger(__name__)
 
+_ACTOR_GONE: tuple[type, ...] = ()
+
+
+def _actor_errors() -> tuple[type, ...]:
+    """Ray's "this actor died / is restarting" errors (imported lazily: the loop's pure parts need no Ray)."""
+    global _ACTOR_GONE
+    if not _ACTOR_GONE:
+        import ray
+
+        _ACTOR_GONE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+    return _ACTOR_GONE
+
+
 @dataclass
 class Chunk:
-    """One rollout call: a worker plays these episodes."""
+    """One rollout call: a worker plays these episodes (episode indices start..start+len)."""
 
     chunk_id: int
     scenarios: list[Scenario]
@@ -55,6 +92,18 @@ class Chunk:
     seed: int
     control: bool = False
     attempts: int = 0
+    start: int = 0
+
+
+@dataclass
+class Event:
+    """Something the run survived or flagged (the report's "Faults and alerts" section)."""
+
+    step: int
+    kind: str  # restart | rescored | rollback | alert
+    actor: str  # actor kind (placement.RESTART_KINDS) or the alert's name
+    detail: str
+    time_s: float = 0.0
 
 
 @dataclass
@@ -63,6 +112,7 @@ class LoopState:
     cursor: int = 0  # next episode index (over rl_epochs x scenarios)
     next_chunk: int = 0
     turns_per_episode: float = 3.0  # running estimate that sizes dispatch (checkpointed for exact resume)
+    pending: list[list[int]] = field(default_factory=list)  # [chunk_id, start, stop, seed] to dispatch again
 
 
 @dataclass
@@ -134,15 +184,23 @@ class RLLoop:
         self.progress = progress
         # flight state
         self.rollouts: dict[Any, tuple[str, Chunk]] = {}  # ref -> (worker id, chunk)
-        self.rewards: dict[Any, tuple[Trajectory, bool]] = {}  # ref -> (trajectory, is control)
+        self.rewards: dict[Any, tuple[Trajectory, bool, Scenario]] = {}  # ref -> (trajectory, is control, scenario)
+        self.resubmits: dict[str, int] = {}  # sample id -> score requests resubmitted after the pool died
+        self.events: list[Event] = []
+        self.pending_events: list[Event] = []  # written by runlog.flush
+        self.alert_masked_share = cfg.pipeline.alert_masked_share
+        self.rebuild_learner = None  # set by train.py: () -> a new learner group loaded from the last checkpoint
+        self.rollback_store = None  # set by train.py: (step) -> LoopState of that checkpoint (log parts after it gone)
         self.retry: deque[tuple[str, Chunk]] = deque()
         self.buffer: list[_Sample] = []
         self.control_done: list[_Sample] = []
         self.masked_since_step: list[_Sample] = []
         self.dropped_groups: dict[str, str] = {}  # GRPO group id -> why (a member was masked)
         self.train_future: cf.Future | None = None
+        self._pool_outage: set[Any] = set()  # score requests in flight when the pool last died
         self.last_update = None  # the last AdapterUpdate pushed (re-pushed to restarted workers)
         self.checkpointed_step = state.step
+        self.open_chunks: dict[int, Chunk] = {}  # policy chunks dispatched since the last checkpoint (pending_chunks)
         # wall time by what was in flight (rollout > reward > train, first match): in sync mode
         # these are the stage times; in async mode they overlap and "overlap" counts the rest
         self.phase_s = {"rollout": 0.0, "reward": 0.0, "train": 0.0, "overlap": 0.0, "other": 0.0}
@@ -153,6 +211,11 @@ class RLLoop:
         self.log_rows: list[dict[str, Any]] = []
         self.pending_step_rows: list[StepRow] = []  # written by runlog.flush
         self.reward_meter = RewardMeter()  # reward series from the results as they arrive
+        self.arrived_since_step = 0  # policy samples scored since the last step (the burst alert)
+        self.alerted_at = -1  # the step interval of the last masked-share alert (one per interval)
+        self.job_id = _job_id()  # the driver's Ray job (its unnamed actors: repo-ray chaos, faults.py)
+        self.retry.extend(("", c) for c in self._pending_chunks(state.pending))
+        state.pending = []
 
     # ------------------------------------------------------------------ budget
     def steps_total(self) -> int:
@@ -165,7 +228,7 @@ class RLLoop:
 
     def _expected_in_flight(self) -> float:
         eps = sum(len(c.episode_ids) for _, c in self.rollouts.values() if not c.control)
-        scoring = sum(1 for _, control in self.rewards.values() if not control)
+        scoring = sum(1 for _, control, _ in self.rewards.values() if not control)
         return eps * self.state.turns_per_episode * self.group_size + scoring
 
     # ------------------------------------------------------------------ dispatch
@@ -176,9 +239,39 @@ class RLLoop:
         scenarios = [self.scenarios[i % len(self.scenarios)] for i in idx]
         episode_ids = [f"e{i:07d}-{s.scenario_id}" for i, s in zip(idx, scenarios)]
         self.state.cursor = idx.stop
-        chunk = Chunk(self.state.next_chunk, scenarios, episode_ids, stable_seed(self.cfg.seed, "chunk", idx.start))
+        chunk = Chunk(self.state.next_chunk, scenarios, episode_ids, stable_seed(self.cfg.seed, "chunk", idx.start),
+                      start=idx.start)
         self.state.next_chunk += 1
         return chunk
+
+    def _chunk_at(self, chunk_id: int, start: int, stop: int, seed: int) -> Chunk:
+        """The chunk `_new_chunk` made for episodes start..stop (a pending chunk of a checkpoint)."""
+        idx = range(start, stop)
+        scenarios = [self.scenarios[i % len(self.scenarios)] for i in idx]
+        return Chunk(chunk_id, scenarios, [f"e{i:07d}-{s.scenario_id}" for i, s in zip(idx, scenarios)], seed,
+                     start=start)
+
+    def _pending_chunks(self, pending: list[list[int]]) -> list[Chunk]:
+        return [self._chunk_at(*p) for p in sorted(pending)]
+
+    def pending_chunks(self) -> list[list[int]]:
+        """[chunk_id, start, stop, seed] of every policy chunk with a sample not yet in the
+        ledger (what a checkpoint must dispatch again: module docstring)."""
+        chunks: dict[int, Chunk] = {}
+        for _, c in [*self.rollouts.values(), *self.retry]:
+            if not c.control:
+                chunks[c.chunk_id] = c
+        episodes = {self._episode_of(t.sample_id) for t, control, _ in self.rewards.values() if not control}
+        episodes |= {self._episode_of(s.trajectory.sample_id) for s in self.buffer + self.masked_since_step}
+        for c in self.open_chunks.values():
+            if episodes.intersection(c.episode_ids):
+                chunks[c.chunk_id] = c
+        return [[c.chunk_id, c.start, c.start + len(c.episode_ids), c.seed] for c in sorted(chunks.values(),
+                                                                                         key=lambda c: c.chunk_id)]
+
+    @staticmethod
+    def _episode_of(sample_id: str) -> str:
+        return sample_id.split(":", 1)[0]
 
     def _submit(self, worker_id: str, chunk: Chunk) -> None:
         handle = self.control_worker if chunk.control else self.workers[worker_id]
@@ -186,6 +279,8 @@ class RLLoop:
         chunk.attempts += 1
         ref = handle.rollout.remote(chunk.scenarios, chunk.episode_ids, sampling, self.group_size)
         self.rollouts[ref] = (worker_id, chunk)
+        if not chunk.control:
+            self.open_chunks[chunk.chunk_id] = chunk
 
     def _control_busy(self) -> bool:
         return any(c.control for _, c in self.rollouts.values())
@@ -249,6 +344,8 @@ class RLLoop:
             log.warning("rollout worker %s failed (%s); resubmitting its %d episodes", worker_id,
                         type(err).__name__, len(chunk.episode_ids))
             if not chunk.control:
+                self._event("restart", "rollout", f"{worker_id} died; chunk {chunk.chunk_id} resubmitted "
+                                                  f"({len(chunk.episode_ids)} episodes)")
                 self._repush_if_restarted(worker_id)
             self.retry.append((worker_id, chunk))
             return
@@ -257,27 +354,18 @@ class RLLoop:
             self.state.turns_per_episode = 0.8 * self.state.turns_per_episode + 0.2 * max(turns, 0.5)
         scen = {s.scenario_id: s for s in chunk.scenarios}
         for t in result.trajectories:
+            if not chunk.control and t.sample_id in self.ledger:
+                continue  # a pending chunk played again after a restore: this sample already has its fate
             rref = self.pool.score.remote(t, scen[t.scenario_id])
-            self.rewards[rref] = (t, chunk.control)
+            self.rewards[rref] = (t, chunk.control, scen[t.scenario_id])
         record("repo_ray_tokens_total", result.new_tokens, worker=worker_id)
         if not chunk.control:
             record("repo_ray_samples_total", len(result.trajectories), stage="rollout")
 
     def _wait_ready(self, worker_ids, timeout_s: float = 180.0) -> None:
         """Block until each worker answers ping (a killed one is being restarted by Ray)."""
-        import ray
-
-        deadline = time.monotonic() + timeout_s
         for wid in worker_ids:
-            while True:
-                try:
-                    ray.get(self.workers[wid].ping.remote(), timeout=10)
-                    break
-                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
-                        ray.exceptions.GetTimeoutError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+            wait_for_actor(self.workers[wid], timeout_s)
 
     def _repush_if_restarted(self, worker_id: str) -> None:
         """A restarted worker comes back with the base adapter: give it the last published one
@@ -303,23 +391,67 @@ class RLLoop:
     def _on_reward(self, ref: Any) -> None:
         import ray
 
-        trajectory, control = self.rewards.pop(ref)
-        reward: RewardResult = ray.get(ref)
+        trajectory, control, scenario = self.rewards.pop(ref)
+        try:
+            reward: RewardResult = ray.get(ref)
+        except _actor_errors() as err:
+            # the RewardPool died (Ray restarts it): ask the restarted pool for this sample again
+            if ref not in self._pool_outage:  # the first failure of one outage: the others were in flight with it
+                self._pool_outage = set(self.rewards)
+                log.warning("RewardPool failed (%s); resubmitting the %d samples it was scoring", type(err).__name__,
+                            len(self.rewards) + 1)
+                self._event("restart", "reward_pool", f"pool died with {len(self.rewards) + 1} samples in flight; "
+                                                      "each resubmitted")
+                wait_for_actor(self.pool)
+            if not control:
+                self.resubmits[trajectory.sample_id] = self.resubmits.get(trajectory.sample_id, 0) + 1
+            self.rewards[self.pool.score.remote(trajectory, scenario)] = (trajectory, control, scenario)
+            return
+        if not control and reward.rescored:
+            record("repo_ray_rescored_total", kind="source")
         self.reward_meter.record(reward)
         self._accept(_Sample(trajectory, reward, time.perf_counter()), control)
+
+    def _event(self, kind: str, actor: str, detail: str) -> None:
+        ev = Event(self.state.step, kind, actor, detail, round(time.perf_counter() - self.started, 2))
+        self.events.append(ev)
+        self.pending_events.append(ev)
+        if kind == "rescored":
+            record("repo_ray_rescored_total", kind=actor)
 
     def _accept(self, sample: _Sample, control: bool = False) -> None:
         """File a scored sample: control, masked (its GRPO group dropped), or buffered."""
         trajectory, reward = sample.trajectory, sample.reward
         if control:
             self.control_done.append(sample)
-        elif reward.masked:
+            return
+        # a burst that stalls the step (every sample masked: a spent judge budget) alerts before
+        # any step completes
+        self.arrived_since_step += 1
+        if reward.masked:
             self.masked_since_step.append(sample)
             self._drop_group(sample)
         elif trajectory.group_id in self.dropped_groups:
             self._finish(sample, SampleFate.DISCARDED, self.dropped_groups[trajectory.group_id])
         else:
             self.buffer.append(sample)
+        if self.arrived_since_step >= 2 * self.batch_size:
+            self._maybe_alert(self.masked_since_step, self.arrived_since_step, "since the last step")
+
+    def _maybe_alert(self, masked: list[_Sample], total: int, where: str) -> None:
+        """One alert per step interval when the masked share passes pipeline.alert_masked_share."""
+        if self.alert_masked_share is None or not total or self.alerted_at == self.state.step:
+            return
+        share = len(masked) / total
+        if share <= self.alert_masked_share:
+            return
+        self.alerted_at = self.state.step
+        record("repo_ray_alerts_total", alert="masked_share")
+        reasons = collections.Counter(s.reward.reason.split(":")[0][:40] for s in masked).most_common(2)
+        line = (f"masked share {share:.0%} of {total} samples ({where}) > pipeline.alert_masked_share "
+                f"{self.alert_masked_share:.0%}: {', '.join(f'{r} x{n}' for r, n in reasons)}")
+        say(f"ALERT: {line}")
+        self._event("alert", "masked_share", line)
 
     def _drop_group(self, masked: _Sample) -> None:
         """A masked GRPO member takes its group out of training (module docstring): the
@@ -355,17 +487,26 @@ class RLLoop:
 
     def _train_and_push(self, batch: list[_Sample], version: int) -> tuple[Any, Any, float]:
         t0 = time.perf_counter()
-        metrics = self.learner.train_step([(s.trajectory, s.reward) for s in batch])
-        update = self.learner.publish_adapter(version + 1, self.probe)
+        try:
+            metrics = self.learner.train_step([(s.trajectory, s.reward) for s in batch])
+            update = self.learner.publish_adapter(version + 1, self.probe)
+        except Exception as err:
+            from repo_ray.learner.group import LearnerRankDied
+
+            if self.rebuild_learner is None or not isinstance(err, (LearnerRankDied, *_actor_errors())):
+                raise
+            raise LearnerLost(f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}") from err
         self.last_update = update
         push = self._push(update, self.workers)
         return metrics, push, time.perf_counter() - t0
 
     def _finish(self, s: _Sample, fate: SampleFate, reason: str = "", role: str = "policy") -> None:
+        rescored = s.reward.rescored + self.resubmits.pop(s.trajectory.sample_id, 0)
         if role == "policy":
-            self.ledger.record(s.trajectory.sample_id, fate, self.state.step, s.trajectory.adapter_version, reason)
+            self.ledger.record(s.trajectory.sample_id, fate, self.state.step, s.trajectory.adapter_version, reason,
+                               rescored)
         self.log_rows.append(trajectory_row(s.trajectory, s.reward, fate.value if role == "policy" else "control",
-                                            self.state.step, role))
+                                            self.state.step, role, rescored))
 
     # ------------------------------------------------------------------ main loop
     def run(self, on_step=None) -> list[StepRecord]:
@@ -384,7 +525,15 @@ class RLLoop:
                     current = batch
                     self.train_future = self.executor.submit(self._train_and_push, batch, self.state.step)
                 if self.train_future is not None and self.train_future.done():
-                    metrics, push, elapsed = self.train_future.result()
+                    try:
+                        metrics, push, elapsed = self.train_future.result()
+                    except LearnerLost as err:
+                        self.train_future = None
+                        self._rollback(err)
+                        records = [r for r in records if r.step <= self.state.step]
+                        if bar is not None:
+                            bar.n = self.state.step
+                        continue
                     self.train_future = None
                     done_step = self._complete_step(current, metrics, push, elapsed)  # `record` is telemetry's
                     records.append(done_step)
@@ -415,6 +564,33 @@ class RLLoop:
                 bar.close()
         return records
 
+    def _rollback(self, err: Exception) -> None:
+        """A learner rank died: a new group from the last checkpoint, and the loop back to that
+        checkpoint (module docstring). Work in flight is dropped, not recorded: it is played
+        again from the checkpoint's pending chunks and cursor, so each sample gets one fate."""
+        to = self.checkpointed_step
+        say(f"learner rank lost at step {self.state.step + 1} ({err}); rebuilding the learner group and rolling "
+            f"back to the checkpoint of step {to}")
+        record("repo_ray_actor_restarts_total", kind="learner")
+        record("repo_ray_rollbacks_total")
+        self.learner = self.rebuild_learner()
+        dropped = self.ledger.rollback()
+        self.state = self.rollback_store(to)
+        self.rollouts, self.rewards, self.retry = {}, {}, deque()
+        self.buffer, self.masked_since_step, self.control_done = [], [], []
+        self.dropped_groups, self.resubmits, self.open_chunks = {}, {}, {}
+        self.log_rows, self.pending_step_rows = [], []
+        self.retry.extend(("", c) for c in self._pending_chunks(self.state.pending))
+        self.state.pending = []
+        update = self.learner.publish_adapter(to, self.probe) if to > 0 else None
+        if update is not None:
+            self.last_update = update
+            self._push(update, self.workers)
+        self._event("restart", "learner", f"rank lost ({err}); group rebuilt from the checkpoint of step {to}")
+        self._event("rollback", "learner", f"rolled back to step {to}: {dropped} ledger entries dropped, "
+                                           f"{len(self.retry)} pending chunks and the episodes from "
+                                           f"{self.state.cursor} played again")
+
     def _tick(self) -> None:
         now = time.perf_counter()
         dt, self._last_tick = now - self._last_tick, now
@@ -436,6 +612,10 @@ class RLLoop:
         for s in control:
             self._finish(s, SampleFate.TRAINED, role="control")
         self.masked_since_step = []
+        scored_n = len(batch) + len(masked)
+        record("repo_ray_masked_share", len(masked) / scored_n if scored_n else 0.0)
+        self._maybe_alert(masked, scored_n, f"step {self.state.step + 1}")  # one alert per interval: before the step
+        self.arrived_since_step = 0
         self.state.step += 1
         self._drop_stale()
         now = time.perf_counter()
@@ -482,6 +662,7 @@ class RLLoop:
             self._finish(s, SampleFate.DISCARDED, reason)
         self.buffer, self.masked_since_step, self.control_done = [], [], []
         self.dropped_groups = {}  # nothing of a dropped group is in flight any more
+        self.open_chunks = {}
 
     def take_log(self) -> pa.Table | None:
         rows, self.log_rows = self.log_rows, []
@@ -500,10 +681,12 @@ TRAJECTORY_LOG_SCHEMA = pa.schema([
     ("e_enh", pa.float64()), ("r_total", pa.float64()), ("masked", pa.bool_()), ("reason", pa.string()),
     ("rm_status", pa.string()), ("judge_status", pa.string()), ("rules_status", pa.string()),
     ("judge_detail", pa.string()), ("rules_detail", pa.string()), ("generate_s", pa.float64()),
+    ("rescored", pa.int64()),
 ])
 
 
-def trajectory_row(t: Trajectory, r: RewardResult, fate: str, step: int, role: str) -> dict[str, Any]:
+def trajectory_row(t: Trajectory, r: RewardResult, fate: str, step: int, role: str,
+                   rescored: int = 0) -> dict[str, Any]:
     def status(name: str) -> str | None:
         return r.sources[name].status.value if name in r.sources else None
 
@@ -518,8 +701,36 @@ def trajectory_row(t: Trajectory, r: RewardResult, fate: str, step: int, role: s
         "e_enh": r.e_enh, "r_total": r.r_total, "masked": r.masked, "reason": r.reason,
         "rm_status": status("rm"), "judge_status": status("judge"), "rules_status": status("rules"),
         "judge_detail": detail("judge"), "rules_detail": detail("rules"),
-        "generate_s": t.timings.get("generate_s"),
+        "generate_s": t.timings.get("generate_s"), "rescored": rescored,
     }
+
+
+def _job_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - no Ray: no job
+        return None
+
+
+class LearnerLost(RuntimeError):
+    """A learner rank died during a step: the loop rebuilds the group and rolls back."""
+
+
+def wait_for_actor(handle: Any, timeout_s: float = 180.0) -> None:
+    """Block until `handle.ping` answers (a killed actor is being restarted by Ray)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(handle.ping.remote(), timeout=10)
+            return
+        except (*_actor_errors(), ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _progress(total: int, initial: int):

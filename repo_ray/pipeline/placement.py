@@ -5,18 +5,44 @@ file that makes repo-ray's plain classes remote (DESIGN.md §3; the OpenRLHF lau
     RolloutWorker     rollout.num_workers      rollout.num_{cpus,gpus}_per_worker max_restarts*/0  1     rollout-I
       frozen control  1 if frozen_control      same                               same             1     rollout-control
     RMScorer          1                        0.25 CPU, reward.model.num_gpus    3/0              1     rm-scorer
-    RuleChecker       reward.num_rule_checkers 0.1 CPU                            3/-1 (pure)      1     -
+    RuleChecker       reward.num_rule_checkers 0.1 CPU                            3/0              1     -
     RewardPool        1                        0.1 CPU                            3/0              1000  -
-    JudgeLimiterActor 1                        0 CPU                              0/0              1     judge-limiter
+    JudgeLimiterActor 1                        0 CPU                              3/0              1     judge-limiter
     JudgeCaller       autoscaling min..max     judge.autoscaling.*_per_replica    Serve's          **    (app) judge
-    learner ranks     learner.world_size       learner.num_{cpus,gpus}_per_rank   0/0              1     learner-RUN-rI
+    learner ranks     learner.world_size       learner.num_{cpus,gpus}_per_rank   0/0 (rebuilt)    1     learner-RUN-rI
     (* rollout.max_restarts; ** judge.autoscaling.max_ongoing_requests; rI: rankI; placement group learner-RUN-pg)
 
 Names carry the run id (RUN; the others end in -RUN) in the namespace `repo_ray` (types.run_scoped_name).
-Why the restarts differ: a rollout worker comes back at adapter v0, so the driver resubmits
-its chunk and re-pushes rather than Ray retrying blindly (rollout/worker.py); a restarted
-limiter would forget the spent budget; a dead learner rank breaks the collective job, so
-recovery is a new group plus a checkpoint. Ray must be initialised (ray_setup.init_ray).
+Ray must be initialised (ray_setup.init_ray).
+
+What survives what (one policy per kind; each restart is counted in
+repo_ray_actor_restarts_total{kind}, logged in one line and listed in the report):
+- rollout worker (kind rollout): Ray restarts it; it comes back at adapter v0, so the driver
+  waits for it, re-pushes the last adapter and resubmits its chunk (same episodes, same seed)
+  rather than Ray retrying blindly (rollout/worker.py). Nothing is lost or masked.
+- RewardPool (reward_pool): Ray restarts it; every score request in flight fails in the
+  driver, which waits for the pool to answer again and resubmits each of those samples
+  (RLLoop._on_reward). The ledger's `rescored` column counts the re-scorings of a sample.
+- RM scorer (rm_scorer) and rule checker (rule_checker): Ray restarts them; the pool asks the
+  restarted actor again for every sample it had in flight, until that source's deadline
+  (reward.timeouts.rm_s / rules_s; pool.RewardPool._ask). Only past the deadline is the
+  source a failure (status error or timeout) and the sample masked, as any failed source.
+- judge replica (judge_replica): Serve replaces it; a request it held ends in the pool as a
+  failed judge source (masked, or `partial`), never a 0.
+- judge limiter (judge_limiter): Ray restarts it with the spend it had (calls, tokens,
+  exhausted): the actor writes its spend to the cluster's key-value store on every change and
+  reads it back in its constructor; the driver also keeps the spend in every checkpoint and
+  re-seeds the limiter on --resume. What a restart forgets is the 429 back-off and the
+  buckets' levels: the request bucket starts empty (no burst right after a restart).
+- learner rank (learner): a dead rank breaks the collective job, so the driver shuts the
+  group down, starts a new one, loads the last checkpoint into it and rolls the loop back to
+  that checkpoint (RLLoop._rollback): ledger entries and log parts written after it are
+  dropped and the episodes after its cursor are played again, so each sample id ends in the
+  ledger once with its final fate. pipeline.checkpoint_every defaults to 1 (a LoRA
+  checkpoint is small, and in async mode it does not drain the pipeline), so at most one
+  step is trained again.
+- the driver: SIGKILL, then `repo-ray train --resume`, continues from the last checkpoint
+  (runlog.restore; see loop.py for what "the same next samples" means in async mode).
 """
 
 from __future__ import annotations
@@ -26,15 +52,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from repo_ray.config import JudgeBudget, JudgeConfig, JudgeRateLimit, RepoRayConfig
+from repo_ray.telemetry import record_actor_start
 from repo_ray.types import NAMESPACE, SOURCE_JUDGE, SOURCE_RULES, run_scoped_name
 
 RM_SCORER_CPUS = 0.25
 REWARD_POOL_CPUS = 0.1
 RULE_CHECKER_CPUS = 0.1
 REWARD_ACTOR_RESTARTS = 3
+LIMITER_RESTARTS = 3
 # The pool holds the judge pool's Serve handle: on a busy node its router's 0.1 s probe of
 # replica queue lengths times out and requests sit in its retry loop; give probes longer.
 SERVE_PROBE_DEADLINE_S = 0.5
+
+
+# Restart kinds (the tag of repo_ray_actor_restarts_total), one per actor class of a run.
+KIND_ROLLOUT, KIND_POOL, KIND_RM, KIND_RULES = "rollout", "reward_pool", "rm_scorer", "rule_checker"
+KIND_LIMITER, KIND_JUDGE_REPLICA, KIND_LEARNER = "judge_limiter", "judge_replica", "learner"
+RESTART_KINDS = (KIND_ROLLOUT, KIND_POOL, KIND_RM, KIND_RULES, KIND_LIMITER, KIND_JUDGE_REPLICA, KIND_LEARNER)
+
+
+def restart_counted(cls: type, kind: str) -> type:
+    """`cls` whose constructor counts a Ray restart of the actor (telemetry.record_actor_start).
+    Same name, so the process title stays `ray::ClassName` (what `repo-ray chaos` looks for)."""
+
+    def __init__(self, *args, **kwargs):
+        cls.__init__(self, *args, **kwargs)
+        record_actor_start(kind)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__qualname__": cls.__qualname__,
+                                       "__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
 # ---------------------------------------------------------------------------- rollout
@@ -58,7 +104,7 @@ def start_rollout_worker(cfg: RepoRayConfig, policy_path: str | os.PathLike, tok
 
     from repo_ray.rollout.worker import RolloutWorker
 
-    actor = ray.remote(RolloutWorker).options(**rollout_worker_options(cfg, name))
+    actor = ray.remote(restart_counted(RolloutWorker, KIND_ROLLOUT)).options(**rollout_worker_options(cfg, name))
     return actor.remote(cfg, str(policy_path), None if tokenizer_path is None else str(tokenizer_path), worker_id)
 
 
@@ -96,7 +142,7 @@ def start_rm_scorer(cfg: RepoRayConfig, rm_dir: str | os.PathLike, run_id: str |
 
     if run_id is not None:
         options.setdefault("name", run_scoped_name("rm-scorer", run_id))
-    return ray.remote(RMScorer).options(**rm_scorer_options(cfg, **options)).remote(
+    return ray.remote(restart_counted(RMScorer, KIND_RM)).options(**rm_scorer_options(cfg, **options)).remote(
         str(rm_dir), cfg.reward.rm_normalization, cfg.reward.model.batch_size, cfg.model.dtype
     )
 
@@ -109,14 +155,14 @@ def start_reward_pool(cfg: RepoRayConfig, rm_scorer: Any, judge_handle: Any | No
     from reward_actors.pool import RewardPool, RuleChecker
 
     reward_cfg = cfg.reward.model_dump(mode="json")
-    checker_cls = ray.remote(RuleChecker)
+    checker_cls = ray.remote(restart_counted(RuleChecker, KIND_RULES))
     checkers = [
-        checker_cls.options(num_cpus=checker_cpus, max_restarts=max_restarts, max_task_retries=-1).remote(reward_cfg)
+        checker_cls.options(num_cpus=checker_cpus, max_restarts=max_restarts, max_task_retries=0).remote(reward_cfg)
         for _ in range(cfg.reward.num_rule_checkers)
     ] if SOURCE_RULES in cfg.reward.sources else []
     env = {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": str(SERVE_PROBE_DEADLINE_S)}
-    pool = ray.remote(RewardPool).options(num_cpus=num_cpus, max_restarts=max_restarts, max_concurrency=1000,
-                                          runtime_env={"env_vars": env}).remote(
+    pool = ray.remote(restart_counted(RewardPool, KIND_POOL)).options(
+        num_cpus=num_cpus, max_restarts=max_restarts, max_concurrency=1000, runtime_env={"env_vars": env}).remote(
         reward_cfg, rm_scorer, checkers, judge_handle if SOURCE_JUDGE in cfg.reward.sources else None,
         rm_batch=cfg.reward.model.batch_size,
     )
@@ -128,17 +174,18 @@ def get_or_create_limiter(run_id: str, rate: JudgeRateLimit, budget: JudgeBudget
     """The run's named limiter actor, created on first use (every caller of one run shares it).
 
     The creator owns it: create it from the driver before deploying the judge pool so it
-    lives as long as the run. `max_restarts=0` on purpose: a restarted limiter would forget
-    the spent budget and overspend; losing it fails closed (judge calls end with status
-    error and the samples are masked)."""
+    lives as long as the run. Restarted by Ray (LIMITER_RESTARTS) with the spend it had: it
+    persists the spend under a key unique to this creation (module docstring)."""
+    import uuid
+
     import ray
 
     from reward_actors.judge.limiter import JudgeLimiterActor, limiter_name
 
     return ray.remote(JudgeLimiterActor).options(
-        name=limiter_name(run_id), namespace=NAMESPACE, get_if_exists=True, num_cpus=0, max_restarts=0,
-        max_concurrency=1,
-    ).remote(rate.model_dump(), budget.model_dump())
+        name=limiter_name(run_id), namespace=NAMESPACE, get_if_exists=True, num_cpus=0,
+        max_restarts=LIMITER_RESTARTS, max_concurrency=1,
+    ).remote(rate.model_dump(), budget.model_dump(), f"{limiter_name(run_id)}-{uuid.uuid4().hex[:12]}")
 
 
 def judge_deployment_options(judge: JudgeConfig) -> dict[str, Any]:
@@ -226,7 +273,7 @@ def learner_bundles(cfg: RepoRayConfig, name: str | None = None) -> LearnerBundl
 
 
 def learner_rank_options(cfg: RepoRayConfig, name: str | None = None) -> list[dict[str, Any]]:
-    """Ray actor options of each rank (no max_restarts: see the module docstring)."""
+    """Ray actor options of each rank (no max_restarts: the group is rebuilt, module docstring)."""
     learner = cfg.learner
     env = {} if learner.num_gpus_per_rank else {"DS_ACCELERATOR": "cpu"}
     return [{"num_cpus": learner.num_cpus_per_rank, "num_gpus": learner.num_gpus_per_rank,

@@ -2,9 +2,11 @@
 per step under RUN/rl/{ledger,trajectories,steps}), and checkpoint / restore of the learner
 and the loop's cursor. The loop only produces rows; writing them lives here.
 
-A checkpoint is written after the loop has drained (see loop.py), so restoring it and
-deleting the log parts written after it gives a run that continues exactly where the
-checkpoint left off.
+A checkpoint holds the learner, the loop's cursor with its pending chunks (loop.py: they
+are dispatched again on restore), and the judge limiter's spend (re-seeded on --resume, so a
+resumed run never forgets the budget). Restoring it deletes the log parts written after it:
+the run continues where the checkpoint left off, each sample once in the ledger. Events
+(restarts, re-scorings, rollbacks, alerts) go to RUN/rl/events, one part per step.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
     from repo_ray.pipeline.loop import LoopState, RLLoop
 
 STATE_FILE = "driver_state.json"
-LOG_PARTS = ("ledger", "trajectories", "steps")
+LOG_PARTS = ("ledger", "trajectories", "steps", "events")
+LIMITER_SPEND = "judge_limiter_spend"
+EVENTS_SCHEMA = pa.schema([("step", pa.int64()), ("kind", pa.string()), ("actor", pa.string()),
+                           ("detail", pa.string()), ("time_s", pa.float64())])
 
 
 def learner_metrics_type() -> type:
@@ -51,21 +56,88 @@ def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
     rows, lp.pending_step_rows = lp.pending_step_rows, []
     if rows:
         rd.write_parquet(step_rows_table(rows), "rl", "steps", name)
+    events, lp.pending_events = lp.pending_events, []
+    if events:
+        rd.write_parquet(pa.Table.from_pylist([asdict(e) for e in events], schema=EVENTS_SCHEMA), "rl", "events", name)
 
 
-def checkpoint(rd: RunDir, lp: RLLoop, learner: Any) -> None:
-    """Flush, save the learner and the loop state; `latest.json` is written last, so a
-    checkpoint is only ever restored once it is complete."""
+def checkpoint(rd: RunDir, lp: RLLoop, learner: Any, limiter: Any | None = None) -> float:
+    """Flush, save the learner, the loop state with its pending chunks and the limiter's spend;
+    `latest.json` is written last, so a checkpoint is only ever restored once it is complete.
+    The loop need not be drained (loop.py). Returns the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
     step = lp.state.step
     flush(rd, lp, step)
     name = f"step-{step:06d}"
     ck = rd.local("rl", "checkpoints", name)
     learner.save_checkpoint(ck)
     state = asdict(lp.state)
+    state["pending"] = lp.pending_chunks()
+    spend = limiter_spend(limiter)
+    if spend is not None:
+        state[LIMITER_SPEND] = spend
     (ck / STATE_FILE).write_text(json.dumps(state))
     rd.sync_up(ck, "rl", "checkpoints", name)
+    previous = rd.read_json("rl", "checkpoints", "latest.json").get("latest") \
+        if rd.exists("rl", "checkpoints", "latest.json") else None
     rd.write_json({"latest": name, **state}, "rl", "checkpoints", "latest.json")
     lp.checkpointed_step = step
+    lp.ledger.mark()
+    lp.open_chunks = {c[0]: lp._chunk_at(*c) for c in state["pending"]}
+    if previous and previous != name:  # one checkpoint is kept: the learner state of older ones is never read
+        rd.delete("rl", "checkpoints", previous)
+    return time.perf_counter() - t0
+
+
+def limiter_spend(limiter: Any | None) -> dict[str, Any] | None:
+    """The judge limiter's spend (calls, tokens, exhausted) as JSON, or None without a judge."""
+    if limiter is None:
+        return None
+    import ray
+
+    try:
+        return asdict(ray.get(limiter.spend.remote(), timeout=30))
+    except Exception as err:  # noqa: BLE001 - a limiter being restarted keeps its own copy (limiter.py)
+        say(f"checkpoint: judge limiter spend not read ({type(err).__name__}); the limiter keeps its own copy")
+        return None
+
+
+def reseed_limiter(limiter: Any | None, spend: dict[str, Any] | None) -> None:
+    """Give a resumed run's limiter the spend of its checkpoint (the larger one wins)."""
+    if limiter is None or not spend:
+        return
+    import ray
+
+    from reward_actors.judge.limiter import LimiterSpend
+
+    now = ray.get(limiter.restore_spend.remote(LimiterSpend(**spend)))
+    say(f"judge limiter: {now.calls_spent} calls, {now.tokens_spent} tokens spent before the resume")
+
+
+def truncate_after(rd: RunDir, step: int) -> None:
+    """Delete the log parts written after the checkpoint of `step`."""
+    import pyarrow.fs as pafs
+
+    for part in LOG_PARTS:
+        if not rd.exists("rl", part):
+            continue
+        for info in rd.fs.get_file_info(pafs.FileSelector(rd.path("rl", part))):
+            name = info.path.rsplit("/", 1)[-1]
+            if name.startswith("part-") and int(name[5:11]) > step:
+                rd.fs.delete_file(info.path)
+
+
+def checkpoint_state(rd: RunDir, step: int) -> LoopState:
+    """The loop state of the checkpoint of `step` (the in-run rollback; log parts after it go)."""
+    from repo_ray.pipeline.loop import LoopState
+
+    latest = rd.read_json("rl", "checkpoints", "latest.json")
+    if latest["step"] != step:
+        raise RuntimeError(f"the last checkpoint is of step {latest['step']}, not {step}")
+    truncate_after(rd, step)
+    return LoopState(**{k: latest[k] for k in asdict(LoopState()) if k in latest})
 
 
 def clear(rd: RunDir) -> None:
@@ -74,10 +146,10 @@ def clear(rd: RunDir) -> None:
         rd.delete("rl", part)
 
 
-def restore(rd: RunDir, learner: Any) -> tuple[LoopState, Ledger]:
-    """The state of the last checkpoint; log parts written after it are removed."""
+def restore(rd: RunDir, learner: Any, limiter: Any | None = None) -> tuple[LoopState, Ledger]:
+    """The state of the last checkpoint; log parts written after it are removed; the limiter
+    gets the checkpoint's spend."""
     import pyarrow.compute as pc
-    import pyarrow.fs as pafs
 
     from repo_ray.pipeline.loop import LoopState
 
@@ -89,17 +161,18 @@ def restore(rd: RunDir, learner: Any) -> tuple[LoopState, Ledger]:
     latest = rd.read_json("rl", "checkpoints", "latest.json")
     learner.load_checkpoint(rd.local("rl", "checkpoints", latest["latest"]))
     step = latest["step"]
-    for part in LOG_PARTS:
-        if not rd.exists("rl", part):
-            continue
-        for info in rd.fs.get_file_info(pafs.FileSelector(rd.path("rl", part))):
-            name = info.path.rsplit("/", 1)[-1]
-            if name.startswith("part-") and int(name[5:11]) > step:
-                rd.fs.delete_file(info.path)
+    truncate_after(rd, step)
     table = rd.read_parquet_dir("rl", "ledger")
     ledger = Ledger.from_table(table.filter(pc.less_equal(table["step"], step))) if table is not None else Ledger()
-    state = LoopState(**{k: latest[k] for k in asdict(LoopState())})
+    state = LoopState(**{k: latest[k] for k in asdict(LoopState()) if k in latest})
+    reseed_limiter(limiter, latest.get(LIMITER_SPEND))
     return state, ledger
+
+
+def read_events(rd: RunDir) -> list[dict[str, Any]]:
+    """The run's events (restarts, re-scorings, rollbacks, alerts), oldest first."""
+    table = rd.read_parquet_dir("rl", "events")
+    return table.to_pylist() if table is not None else []
 
 
 def read_steps(rd: RunDir) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from repo_ray.pipeline.ledger import Ledger
 from repo_ray.pipeline.loop import LoopState, RLLoop
 from repo_ray.pipeline.ray_setup import init_ray, run_scoped_name
 from repo_ray.pipeline.rundir import RunDir, in_ray_job, say
-from repo_ray.pipeline.runlog import checkpoint, clear, flush, read_steps, restore
+from repo_ray.pipeline.runlog import checkpoint, checkpoint_state, clear, flush, read_steps, restore
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,13 @@ def stage_base(cfg: RepoRayConfig, rd: RunDir, data_dir: Path) -> tuple[BaseMode
     return BaseModel(paths.tokenizer_dir, paths.policy_dir), content_hash(str(paths.policy_dir))
 
 
-
 def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, base: BaseModel,
               base_key: str) -> tuple[Path, str]:
     """SFT with LoRA on the original base, merged into RUN/sft/model (the base of all RL)."""
     from repo_ray.domain.schemas import load_rows
     from repo_ray.model import merge_adapter
-    from repo_ray.pipeline.placement import start_learner_group
     from repo_ray.model.adapters import write_adapter_dir
+    from repo_ray.pipeline.placement import start_learner_group
 
     stage = rd.stage("sft", base_key, data_key, cfg.learner.sft.model_dump(mode="json"),
                      cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
@@ -211,10 +210,11 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
         workers, control = start_rollout_fleet(cfg, sft_model, tokenizer, run_id)
         actors += [*workers.values(), *([control] if control is not None else [])]
         learner = start_learner_group(cfg, sft_model, tokenizer, name=run_scoped_name("learner", run_id))
+        limiter = judge_pool.limiter if judge_pool is not None else None
 
         state, ledger, update = LoopState(), Ledger(), None
         if resume:
-            state, ledger = restore(rd, learner)
+            state, ledger = restore(rd, learner, limiter)
             if state.step > 0:
                 update = learner.publish_adapter(state.step, probe)
                 push_adapter(update, workers, cfg.rollout.adapter_logprob_tolerance)
@@ -225,6 +225,21 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
         loop = RLLoop(cfg, rd, workers, control, pool, learner, scenarios, probe, state, ledger, progress=progress)
         loop.last_update = update
         every = cfg.pipeline.checkpoint_every
+
+        def rebuild_learner():
+            """A learner rank died: a new group, loaded from the last checkpoint (placement.py)."""
+            nonlocal learner
+            learner.shutdown()
+            learner = start_learner_group(cfg, sft_model, tokenizer, name=run_scoped_name("learner", run_id))
+            if rd.exists("rl", "checkpoints", "latest.json"):
+                learner.load_checkpoint(rd.local("rl", "checkpoints", rd.read_json("rl", "checkpoints",
+                                                                                   "latest.json")["latest"]))
+            return learner
+
+        loop.rebuild_learner = rebuild_learner
+        loop.rollback_store = lambda step: checkpoint_state(rd, step)
+        watch = _actor_watch(run_id, judge_pool)
+        checkpoint_s: list[float] = []
         from repo_ray.pipeline.hacking_watch import HackingWatch
 
         hacking = HackingWatch(cfg, read_steps(rd) if resume else ())  # earlier steps of a resumed run count
@@ -232,24 +247,30 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
         def after_step(lp: RLLoop, record) -> None:
             step = record.step
             hacking.observe(lp, record)  # before the flush below: the row carries its monitor columns
-            if step % every == 0 or step >= lp.steps_total():
-                lp.drain()
-                checkpoint(rd, lp, learner)
+            for kind, n in (watch.poll() if watch is not None else {}).items():
+                lp._event("restart", kind, f"{n} restart(s) seen by Ray's state API")
+            if step >= lp.steps_total():
+                lp.drain("run end")
+                checkpoint_s.append(checkpoint(rd, lp, lp.learner, limiter))
+            elif step % every == 0:  # no drain: pending chunks are dispatched again on restore (loop.py)
+                checkpoint_s.append(checkpoint(rd, lp, lp.learner, limiter))
             else:
                 flush(rd, lp, step)
             if on_step is not None:
                 on_step(lp, record)
 
         loop.run(on_step=after_step)
-        if loop.state.step != loop.checkpointed_step:  # the loop ended (data exhausted) mid-interval
-            loop.drain()
-            checkpoint(rd, loop, learner)
+        if loop.state.step != loop.checkpointed_step or loop.rollouts or loop.rewards or loop.buffer:
+            loop.drain("run end")  # the loop ended (data exhausted) mid-interval
+            checkpoint_s.append(checkpoint(rd, loop, loop.learner, limiter))
+        if checkpoint_s:
+            say(f"checkpoints: {len(checkpoint_s)}, {sum(checkpoint_s) / len(checkpoint_s):.2f} s each on average")
         final = None
         if loop.state.step > 0:
             update = learner.publish_adapter(loop.state.step, probe)
             final = write_adapter_dir(update, rd.local("rl", "final_adapter"))
             rd.sync_up(rd.local("rl", "final_adapter"), "rl", "final_adapter")
-        return RLRun(read_steps(rd), final, ledger.counts())
+        return RLRun(read_steps(rd), final, loop.ledger.counts())
     finally:
         if loop is not None:
             loop.close()
@@ -262,6 +283,17 @@ def run_rl(cfg: RepoRayConfig, rd: RunDir, run_id: str, data_dir: Path, sft_mode
                 pass
         if own_side and reward_side is not None:
             reward_side.close()
+
+
+def _actor_watch(run_id: str, judge_pool):
+    """The per-step restart watch of the run's actors (faults.ActorWatch; None if unavailable)."""
+    try:
+        from repo_ray.pipeline.faults import ActorWatch
+
+        return ActorWatch(run_id, judge_pool.app_name if judge_pool is not None else None)
+    except Exception as err:  # noqa: BLE001 - the watch only adds report lines
+        log.info("no actor watch: %s", type(err).__name__)
+        return None
 
 
 # ---------------------------------------------------------------------------- entrypoint

@@ -95,7 +95,18 @@ class ActorGate:
         self.actor = actor
 
     async def acquire(self, est_tokens: int, max_wait_s: float) -> Permit:
-        return await self.actor.acquire.remote(est_tokens, max_wait_s)
+        import ray
+
+        # A limiter being restarted by Ray (it keeps its spend) is asked again within the wait
+        # the caller allows; one that stays dead fails closed (the sample's judge status: error).
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            try:
+                return await self.actor.acquire.remote(est_tokens, max(0.0, deadline - time.monotonic()))
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                if time.monotonic() + ACTOR_RETRY_S >= deadline:
+                    raise
+                await asyncio.sleep(ACTOR_RETRY_S)
 
     async def report(self, outcome: CallOutcome) -> None:
         self.actor.report.remote(outcome)  # fire and forget: nobody waits on bookkeeping

@@ -101,3 +101,102 @@ def run_rl_only(base: PipelineRun, run_dir: Path, mode: str, max_steps: int, res
     rl = run_rl(cfg, rd, run_id_for(cfg, rd) + mode, Path(s["data_dir"]), Path(s["sft_model"]), Path(s["rm_dir"]),
                 resume=resume, progress=False, on_step=on_step)
     return PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts})
+
+
+# the kinds the chaos run kills, by the step after whose checkpoint each dies (SIGKILL by pid)
+CHAOS_KILLS = {1: ("rollout", "reward_pool"), 2: ("rule_checker", "rm_scorer"), 3: ("judge_replica", "judge_limiter"),
+               4: ("learner",)}
+CHAOS_STEPS = 6
+
+
+@pytest.fixture(scope="session")
+def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
+    """One async RL run (reusing the shared run's data, SFT and RM) in which every actor kind
+    of a run is killed once by process id: two kinds after each of steps 1-3, a learner rank
+    after step 4; six steps, a checkpoint after every step (the default)."""
+    from repo_ray.pipeline.faults import kill_one
+    from repo_ray.pipeline.rundir import RunDir
+    from repo_ray.pipeline.train import run_id_for
+
+    cfg = tiny_pipeline_config(pipeline_run.cfg.model.cache_dir, learner__max_steps=CHAOS_STEPS,
+                               pipeline__checkpoint_every=1, pipeline__frozen_control=False,
+                               rollout__scenarios_per_batch=3)
+    run_dir = tmp_path_factory.mktemp("chaos") / "run"
+    run_id = run_id_for(cfg, RunDir(str(run_dir))) + "async"
+    killed: list[str] = []
+    pages: list[str] = []
+
+    def on_step(lp, record):
+        for kind in CHAOS_KILLS.get(record.step, ()):
+            victim = kill_one(kind, run_id=run_id, job_id=lp.job_id)
+            killed.append(f"{kind}:{victim.pid}")
+        if record.step >= max(CHAOS_KILLS):
+            pages.append(metrics_page())
+
+    run = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, on_step=on_step, cfg=cfg)
+    run.killed, run.metrics_pages = killed, pages
+    return run
+
+
+# the judge's faults, one per step of the fault-matrix run (set after the step before it)
+JUDGE_FAULTS = [
+    ("429 storm", {"rate_limit_rps": 3.0}),  # 429 with Retry-After past 3 requests a second
+    ("5xx burst", {"error_rate": 0.8}),
+    ("hang", {"hang_rate": 0.6}),
+    ("malformed JSON", {"malformed_rate": 0.8}),
+    ("slow answers", {"latency_s": 0.6}),
+    ("budget exhausted", None),  # the limiter's budget is spent: every later judge call is refused
+]
+JUDGE_CALM = {"rate_limit_rps": None, "error_rate": 0.0, "hang_rate": 0.0, "malformed_rate": 0.0, "latency_s": 0.0}
+ALERT_SHARE = 0.3
+
+
+@dataclass
+class FaultRun:
+    run: PipelineRun
+    fault_at_step: dict[int, str]  # RL step (steps-table `step`) -> the fault active while it was trained
+
+
+@pytest.fixture(scope="session")
+def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
+    """One async RL run with the local judge misbehaving in a different way during each step
+    (JUDGE_FAULTS, switched through the server's /control between steps)."""
+    from repo_ray.pipeline.rundir import RunDir
+    from repo_ray.pipeline.train import run_id_for, run_rl, start_reward_side
+    from reward_actors.judge.limiter import LimiterSpend
+
+    cfg = tiny_pipeline_config(
+        pipeline_run.cfg.model.cache_dir, learner__max_steps=len(JUDGE_FAULTS) + 1, learner__rl_epochs=3,
+        pipeline__frozen_control=False, pipeline__alert_masked_share=ALERT_SHARE,
+        reward__timeouts={"judge_s": 3.0}, judge__timeout_s=1.0, judge__max_retries=1,
+        judge__backoff_max_s=1.0,
+    )
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    rd = RunDir(str(run_dir))
+    run_id = run_id_for(cfg, rd) + "faults"
+    s = pipeline_run.summary
+    side = start_reward_side(cfg, Path(s["rm_dir"]), run_id)
+    srv = side.servers[0]
+    fault_at: dict[int, str] = {}
+
+    def on_step(lp, record):
+        i = record.step - 1
+        if i >= len(JUDGE_FAULTS):
+            return
+        name, knobs = JUDGE_FAULTS[i]
+        srv.control(**JUDGE_CALM)
+        if knobs is None:
+            import ray
+
+            ray.get(side.judge_pool.limiter.restore_spend.remote(LimiterSpend(10**9, 0, True)))
+        else:
+            srv.control(**knobs)
+        fault_at[record.step + 1] = name
+
+    try:
+        rl = run_rl(cfg, rd, run_id, Path(s["data_dir"]), Path(s["sft_model"]), Path(s["rm_dir"]), resume=False,
+                    progress=False, on_step=on_step, reward_side=side)
+    finally:
+        side.close()
+    return FaultRun(PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts}),
+                    fault_at)

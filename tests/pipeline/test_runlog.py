@@ -90,9 +90,14 @@ class FakeLoop:
     ledger: Ledger = field(default_factory=Ledger)
     pending_step_rows: list = field(default_factory=list)
     checkpointed_step: int = 0
+    pending_events: list = field(default_factory=list)
+    open_chunks: dict = field(default_factory=dict)
 
     def take_log(self):
         return None
+
+    def pending_chunks(self):
+        return []
 
 
 class FakeLearner:
