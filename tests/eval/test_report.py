@@ -133,3 +133,17 @@ def test_policy_evals_round_trip_through_json_and_eval_markdown(tmp_path):
     md = write_eval_markdown(back, tmp_path / "eval.md").read_text()
     assert "| metric | base | sft | repo | base - sft | repo - sft |" in md
     assert (tmp_path / "eval.png").is_file()
+
+
+def test_ground_truth_leads_the_report_the_expert_row_is_the_ceiling_and_the_monitor_has_a_section(tmp_path):
+    from repo_ray.eval.guardrails import SHARED_WITH_TRAINING
+    from repo_ray.eval.report import evaluation_markdown
+
+    evals = {**EVALS, "expert": policy_eval("expert", 0.9)}
+    text = evaluation_markdown(evals)
+    assert text.index("### Ground truth") < text.index("task success per room-type ticket") \
+        < text.index("dialogue rating (1-5)")
+    assert "| metric | base | sft | repo | expert |" in text and "the ceiling" in text
+    assert SHARED_WITH_TRAINING in text and "what is still shared with training" in SHARED_WITH_TRAINING.lower()
+    report = write_report(tmp_path / "run", steps_table(), evals, tmp_path / "out", hacking=(4, 0.1, 100.0))
+    assert "### Reward-hacking monitor" in report.read_text()
