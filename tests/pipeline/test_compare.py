@@ -75,8 +75,10 @@ def test_report_holds_every_method_ablation_and_metric_in_markdown_and_html(comp
     for name, m in METHODS.items():
         assert re.search(rf"^\| {name} \| {'ablation: ' if m.ablation else ''}", methods_table, re.M), name
     heldout = md.split("## Held-out evaluation")[1].split("### Paired gain")[0]
-    header = heldout.strip().splitlines()[0]
-    assert [c.strip() for c in header.strip("|").split("|")][1:] == list(METHODS)
+    assert heldout.index("### Ground truth") < heldout.index("### Judged")  # ground truth leads
+    header = next(line for line in heldout.splitlines() if line.startswith("| metric |"))
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == [*METHODS, "expert"]  # + the ceiling row
+    assert re.search(r"^\| expert \| scripted expert", methods_table, re.M)
     for spec in METRICS.values():
         assert spec.label in heldout, spec.label
     wins = md.split("## Who won what")[1].split("## The paper")[0]
