@@ -53,6 +53,7 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
     """Validate a data directory: every bad row is printed as file:row: reason."""
     from repo_ray.domain.schemas import FILES, load_rows
 
+    logging.getLogger("repo_ray.domain.schemas").setLevel(logging.ERROR)  # each bad row once: printed below
     bad = 0
     for kind in args.kinds or list(FILES):
         loaded = load_rows(kind, args.dir)
@@ -215,9 +216,12 @@ def _run_dir(args: argparse.Namespace, cfg) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the whole REPO pipeline (the entrypoint of a Ray job)."""
-    from repo_ray.pipeline.train import train
+    from repo_ray.pipeline.rundir import RunDir
 
     cfg = _load(args)
+    RunDir(_run_dir(args, cfg))  # an unusable run dir is a one-line error before the heavy imports
+    from repo_ray.pipeline.train import train
+
     summary = train(cfg, _run_dir(args, cfg), resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
     print(json.dumps(summary, indent=2))
     return 0
@@ -291,13 +295,21 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    """`train --verbose` as well as `repo-ray --verbose train` (SUPPRESS: an absent flag keeps the global one)."""
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show everything: every actor's output (weight loading, DeepSpeed, Serve), Ray's full "
+                        "messages, debug logs; default: one line per event, actor logs in Ray's session dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repo-ray",
         description="REPO (Reward-Enhanced Policy Optimization) for LLM dialogue agents on Ray.",
     )
     parser.add_argument("--version", action="version", version=f"repo-ray {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and every actor's output, Ray's messages and progress bars as they are")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
@@ -315,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the RL stage from the last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation and report")
+    _add_verbose(p)
 
     from repo_ray.pipeline.methods import METHODS
 
@@ -324,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="absolute path or pyarrow.fs URI of the run directory (stages are reused)")
     p.add_argument("--methods", metavar="A,B,...", help=f"subset of: {', '.join(METHODS)} (default all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    _add_verbose(p)
 
     p = add("eval", cmd_eval, "evaluate policies on the held-out dialogues and bad cases (eval.json + eval.md)")
     _add_config_args(p)
@@ -416,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from repo_ray.pipeline.ray_setup import apply_console
+
+    apply_console(args.verbose)  # before any command imports transformers or starts Ray
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -219,8 +219,13 @@ def load_labels(path: str | Path) -> LabelSet:
         raise DataFileError(f"{path}: missing column(s) {missing}")
     unknown = [c for c in names if c not in LABELS_SCHEMA.names]
     if unknown:
-        raise DataFileError(f"{path}: unknown column(s) {unknown}; label columns are the rubric items "
-                            f"{list(JUDGE_ITEMS)} and the capabilities {list(CAPABILITIES)}")
+        import difflib
+
+        near = {c: m[0] for c in unknown if (m := difflib.get_close_matches(c, LABELS_SCHEMA.names, n=1))}
+        hint = "; did you mean " + ", ".join(f"{m!r} for {c!r}" if len(near) > 1 else repr(m)
+                                            for c, m in near.items()) + "?" if near else \
+            f"; label columns are the rubric items {list(JUDGE_ITEMS)} and the capabilities {list(CAPABILITIES)}"
+        raise DataFileError(f"{path}: unknown column(s) {unknown}{hint}")
     for f in LABELS_SCHEMA:
         if f.name in names and (why := type_mismatch(f.type, table.schema.field(f.name).type, f.name)) is not None:
             raise DataFileError(f"{path}: {why}")

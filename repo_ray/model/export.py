@@ -114,6 +114,8 @@ def merge_adapter(
     adapter_dir = Path(adapter_path).expanduser()
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ModelLoadError(f"{adapter_path}: no adapter_config.json (not a peft adapter directory)")
+    # peft falls back to torch.load on adapter_model.bin when the safetensors file is absent
+    require_safetensors(adapter_dir, "adapter", required="adapter_model.safetensors")
     task_type = PeftConfig.from_pretrained(str(adapter_dir)).task_type
     if task_type == TaskType.SEQ_CLS:
         base = load_reward_model(base_path, dtype=dtype)
@@ -121,8 +123,6 @@ def merge_adapter(
         base = load_policy(base_path, dtype=dtype)
     else:
         raise ModelLoadError(f"{adapter_path}: adapter task type {task_type} is neither CAUSAL_LM nor SEQ_CLS")
-    # peft falls back to torch.load on adapter_model.bin when the safetensors file is absent
-    require_safetensors(adapter_dir, "adapter", required="adapter_model.safetensors")
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
     out = Path(out_dir).expanduser().resolve()

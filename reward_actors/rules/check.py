@@ -22,7 +22,6 @@ from repo_ray.errors import DataFileError
 from reward_actors.rules.base import RuleContext
 from reward_actors.rules.efunc import e_func
 
-
 # A reply with its whole history is a few kilobytes; a line past this is broken input and
 # would only stall the regex rules (the same bound as a data file's text cell).
 MAX_LINE_CHARS = 1_000_000
@@ -83,7 +82,7 @@ def check_lines(lines: Iterable[str], weights: Mapping[str, float], overlength_c
 
 
 def check_file(path: Path, out: TextIO, weights: Mapping[str, float], overlength_chars: int = 600,
-               errors: TextIO = sys.stderr) -> CheckSummary:
+               errors: TextIO | None = None) -> CheckSummary:
     """Check every line of a JSONL file, writing output lines to `out`. A missing or empty
     file is a DataFileError (an empty input checking nothing is a mistake, not a pass)."""
     path = Path(path)
@@ -91,6 +90,7 @@ def check_file(path: Path, out: TextIO, weights: Mapping[str, float], overlength
         raise FileNotFoundError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataFileError(f"{path}: empty file (no lines)")
+    errors = sys.stderr if errors is None else errors  # looked up per call: stderr may be replaced
     lines = malformed = 0
     with path.open("rb") as f:
         for obj in check_lines((_decode(raw) for raw in f), weights, overlength_chars, errors):

@@ -3,6 +3,7 @@ sync run that reuses its data, SFT model and reward model."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,14 @@ import pytest
 
 from repo_ray.config import RepoRayConfig
 from tests.conftest import TEST_DATA, TEST_TINY
+
+# A canary judge API key for the shared run (tests/pipeline/test_secrets.py looks for it
+# everywhere the run leaves a trace). Set at collection, before the session's Ray head starts,
+# so its judge replicas inherit it as a key from the environment would be on a cluster; the
+# local judge server ignores it, but the client sends it as a bearer header.
+CANARY_KEY_ENV = "REPO_RAY_E2E_CANARY_JUDGE_KEY"
+CANARY_KEY = "sk-canary-7c1e94d0b3a2-do-not-leak"
+os.environ.setdefault(CANARY_KEY_ENV, CANARY_KEY)
 
 
 def tiny_pipeline_config(cache_dir: str, **overrides: Any) -> RepoRayConfig:
@@ -48,6 +57,69 @@ class PipelineRun:
     worker_versions: list[dict[str, int]] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
     metrics_pages: list[str] = field(default_factory=list)  # the metrics endpoint, read after every step
+    listeners: list[list[tuple[str, int, int, str]]] = field(default_factory=list)  # (ip, port, pid, name) per step
+    key_holders: set[str] = field(default_factory=set)  # processes whose environment holds the canary key
+    outside_before: dict[str, float] = field(default_factory=dict)  # outside_snapshot() before / after the run
+    outside_after: dict[str, float] = field(default_factory=dict)
+
+
+def outside_snapshot() -> dict[str, float]:
+    """mtime of what lies where a run must not write: the working directory (two levels), the
+    top of the temp dir and ~/.cache (two levels). Compared before and after the shared run."""
+    import tempfile
+
+    roots = [(Path.cwd(), 2), (Path(tempfile.gettempdir()), 1), (Path.home() / ".cache", 2)]
+    out: dict[str, float] = {}
+
+    def walk(d: Path, depth: int) -> None:
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            return
+        for e in entries:
+            try:
+                out[str(e)] = e.lstat().st_mtime
+            except OSError:
+                continue
+            if depth > 1 and e.is_dir() and not e.is_symlink() and e.name not in (".git", ".venv"):
+                walk(e, depth - 1)
+
+    for root, depth in roots:
+        walk(root, depth)
+    return out
+
+
+def canary_holders() -> set[str]:
+    """Names of this process's descendants whose environment carries the canary key (the
+    judge replicas must: that is how they get the key, and what makes the leak checks bite)."""
+    import psutil
+
+    names = set()
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if c.environ().get(CANARY_KEY_ENV) == CANARY_KEY:
+                names.add(" ".join(c.cmdline()[:1])[:80])
+        except psutil.Error:
+            continue
+    return names
+
+
+def run_listeners() -> list[tuple[str, int, int, str]]:
+    """Listening sockets of this process and its descendants: the driver and, for the local
+    head it started, every Ray process (GCS, raylet, dashboard, workers) and the judge server."""
+    import psutil
+
+    me = psutil.Process()
+    procs = {me.pid: me, **{c.pid: c for c in me.children(recursive=True)}}
+    out = []
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in procs:
+            try:
+                name = " ".join(procs[conn.pid].cmdline()[:2])[:80]
+            except psutil.Error:
+                name = "?"
+            out.append((conn.laddr.ip, conn.laddr.port, conn.pid, name))
+    return out
 
 
 def metrics_page() -> str:
@@ -69,18 +141,23 @@ def pipeline_run(ray_local, tmp_path_factory, model_cache) -> PipelineRun:
     """The async run: 4 RL steps; rollout-0 is killed right after step 1 (fault test)."""
     from repo_ray.pipeline.train import train
 
-    cfg = tiny_pipeline_config(model_cache)
+    cfg = tiny_pipeline_config(model_cache, judge__api_key_env=CANARY_KEY_ENV)
     run = PipelineRun(cfg, tmp_path_factory.mktemp("e2e") / "run", {})
 
     def on_step(lp, record):
         run.worker_versions.append({w: ray_local.get(h.version.remote()) for w, h in lp.workers.items()})
         # Ray drops a gauge from the endpoint ~20 s after its last set: read gauges while the run lives
         run.metrics_pages.append(metrics_page())
+        run.listeners.append(run_listeners())  # the socket table while the run's actors live
+        if record.step == 2:
+            run.key_holders |= canary_holders()
         if record.step == 1:
             ray_local.kill(lp.workers["rollout-0"], no_restart=False)  # Ray restarts it (max_restarts)
             run.killed.append("rollout-0")
 
+    run.outside_before = outside_snapshot()
     run.summary = train(cfg, str(run.run_dir), progress=False, evaluate=False, on_step=on_step)
+    run.outside_after = outside_snapshot()
     return run
 
 
