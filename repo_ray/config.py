@@ -580,6 +580,36 @@ class EvalConfig(_Section):
         return data
 
 
+# --------------------------------------------------------------------------- tracking
+class WandbTracking(_Section):
+    """Weights & Biases (the `wandb` extra); offline by default: RUN/wandb, `wandb sync` later."""
+
+    enabled: bool = Field(False, description="log to W&B")
+    project: str = Field("repo-ray", description="W&B project")
+    entity: str | None = Field(None, description="W&B entity (team or user); null: the default")
+    mode: Literal["offline", "online"] = Field(
+        "offline", description="offline writes RUN/wandb only; online needs WANDB_API_KEY in the environment"
+    )
+
+
+class MLflowTracking(_Section):
+    """MLflow (the `mlflow` extra: mlflow-skinny); a local file store in the run directory by default."""
+
+    enabled: bool = Field(False, description="log to MLflow")
+    tracking_uri: str | None = Field(
+        None, description="tracking URI; null: the file store RUN/mlflow (local run directories only)"
+    )
+    experiment: str = Field("repo-ray", description="MLflow experiment name")
+
+
+class TrackingConfig(_Section):
+    """Experiment trackers of `repo-ray train`, all off by default: each RL step's row (rewards per
+    source, masked share, learner diagnostics, throughput), the config and the evaluation summary."""
+
+    tensorboard: bool = Field(False, description="TensorBoard event files in RUN/tensorboard (the `tensorboard` extra)")
+    wandb: WandbTracking = Field(default_factory=WandbTracking, description="Weights & Biases")
+    mlflow: MLflowTracking = Field(default_factory=MLflowTracking, description="MLflow")
+
 
 # --------------------------------------------------------------------------- root
 class RepoRayConfig(_Section):
@@ -596,6 +626,7 @@ class RepoRayConfig(_Section):
     learner: LearnerConfig = Field(default_factory=LearnerConfig, description="learner group")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="driver")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment trackers (off)")
 
     @model_validator(mode="after")
     def _cross_section(self) -> RepoRayConfig:

@@ -318,21 +318,45 @@ def train(cfg: RepoRayConfig, run_dir: str, resume: bool = False, progress: bool
         timings[name] = round(time.perf_counter() - t0, 1)
         return out
 
-    data_dir, data_key = timed("data", stage_data, cfg, rd)
-    base, base_key = timed("model", stage_base, cfg, rd, data_dir)
-    sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, data_key, base, base_key)
-    rm_dir, _ = timed("rm", stage_rm, cfg, rd, data_dir, data_key, sft_model, sft_key)
-    rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress, on_step)
-    summary: dict[str, Any] = {"run_id": run_id, "run_dir": rd.uri, "ledger": rl.ledger_counts,
-                               "sft_model": str(sft_model), "rm_dir": str(rm_dir), "data_dir": str(data_dir),
-                               "rl_steps": len(rl.steps), "timings_s": timings}
-    if rl.steps:
-        first, last = rl.steps[0], rl.steps[-1]
-        summary["r_total_first_last"] = [first.get(COLUMNS.r_total_mean), last.get(COLUMNS.r_total_mean)]
-    if evaluate:
-        from repo_ray.pipeline.evaluation import evaluate_run
+    from repo_ray.trackers import open_trackers
 
-        summary["report"] = str(timed("eval", evaluate_run, cfg, rd, data_dir, base, sft_model, rl))
+    tracking = open_trackers(cfg, rd.local(), run_id)  # config.tracking; off: does nothing
+    try:
+        tracking.log_config(cfg.model_dump(mode="json"))
+
+        def step_hook(lp, record) -> None:
+            tracking.log_step(record.step, record.row.columns())  # the steps table's row
+            if on_step is not None:
+                on_step(lp, record)
+
+        data_dir, data_key = timed("data", stage_data, cfg, rd)
+        base, base_key = timed("model", stage_base, cfg, rd, data_dir)
+        from repo_ray.model.context import fit_budgets_to_model
+        from repo_ray.model.loading import max_positions
+
+        # every later stage (SFT, RM, RL, eval) sees budgets the base model's positions can hold
+        cfg, _ = fit_budgets_to_model(cfg, max_positions(base.policy, cfg.model.trust_remote_code))
+        sft_model, sft_key = timed("sft", stage_sft, cfg, rd, data_dir, data_key, base, base_key)
+        rm_dir, _ = timed("rm", stage_rm, cfg, rd, data_dir, data_key, sft_model, sft_key)
+        rl = timed("rl", run_rl, cfg, rd, run_id, data_dir, sft_model, rm_dir, resume, progress, step_hook)
+        summary: dict[str, Any] = {"run_id": run_id, "run_dir": rd.uri, "ledger": rl.ledger_counts,
+                                   "sft_model": str(sft_model), "rm_dir": str(rm_dir), "data_dir": str(data_dir),
+                                   "rl_steps": len(rl.steps), "timings_s": timings}
+        if rl.steps:
+            first, last = rl.steps[0], rl.steps[-1]
+            summary["r_total_first_last"] = [first.get(COLUMNS.r_total_mean), last.get(COLUMNS.r_total_mean)]
+        if evaluate:
+            from repo_ray.pipeline.evaluation import evaluate_run
+
+            summary["report"] = str(timed("eval", evaluate_run, cfg, rd, data_dir, base, sft_model, rl))
+            if tracking and rd.exists("eval.json"):
+                tracking.log_eval(rd.read_json("eval.json"))
+    finally:
+        tracking.close()
+        if tracking and not rd.is_local:  # trackers write into the local mirror
+            for sub in ("tensorboard", "wandb", "mlflow"):
+                if (rd.local() / sub).is_dir():
+                    rd.sync_up(rd.local() / sub, sub)
     summary["timings_s"] = timings
     summary["wall_s"] = round(time.perf_counter() - started, 1)
     rd.write_json(summary, "summary.json")

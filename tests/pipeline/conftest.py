@@ -141,7 +141,8 @@ def pipeline_run(ray_local, tmp_path_factory, model_cache) -> PipelineRun:
     """The async run: 4 RL steps; rollout-0 is killed right after step 1 (fault test)."""
     from repo_ray.pipeline.train import train
 
-    cfg = tiny_pipeline_config(model_cache, judge__api_key_env=CANARY_KEY_ENV)
+    # TensorBoard on (an observer: tests/pipeline/test_tracking.py reads its events back)
+    cfg = tiny_pipeline_config(model_cache, tracking__tensorboard=True, judge__api_key_env=CANARY_KEY_ENV)
     run = PipelineRun(cfg, tmp_path_factory.mktemp("e2e") / "run", {})
 
     def on_step(lp, record):
