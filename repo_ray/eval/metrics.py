@@ -37,8 +37,8 @@ Definitions (one place; the report and the README quote them):
   agent, so: replied after the opening). Task success: room-type tickets agreed below the
   current price, over all tickets. Price vs target: mean (agreed - target) / target over
   agreed tickets (negative = better than target). Turns to a deal: mean agent turn (from 1)
-  at which an agreed ticket was agreed. Guardrail violations: replies on which a rule
-  fires, per 100 replies of the evaluation dialogues.
+  at which an agreed ticket was agreed. Guardrail violations: replies on which an
+  evaluation guardrail check fires, per 100 replies of the evaluation dialogues.
 - Intervals: percentile bootstrap over units (dialogues, or bad cases), each unit carrying a
   numerator and a denominator (a ticket metric resamples whole dialogues), the statistic
   sum(num) / sum(den); `eval.bootstrap_samples` resamples at `eval.confidence`, seeded by
