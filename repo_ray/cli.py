@@ -156,6 +156,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 1 if summary.malformed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's policy as a merged HF model or a peft adapter, with tokenizer and model card."""
+    from repo_ray.model.export import export_policy
+
+    t0 = time.perf_counter()
+    r = export_policy(args.run_dir, args.out, "adapter" if args.adapter else "merged", step=args.step)
+    step = f"step {r.step}" if r.step is not None else "the final step"
+    print(f"exported the {step} policy as a {r.kind} {'model' if r.kind == 'merged' else 'adapter'} -> {r.out} "
+          f"({time.perf_counter() - t0:.1f}s; model card {r.out / 'README.md'})")
+    return 0
+
+
 def cmd_judge_server(args: argparse.Namespace) -> int:
     """Serve the heuristic stand-in judge (OpenAI-compatible) on loopback until interrupted."""
     from reward_actors.judge.server import options_from_args, run_judge_server
@@ -404,6 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-id", help="the run's Ray job id (its unnamed actors: RewardPool, rule checkers)")
     p.add_argument("--interval-s", type=float, default=20.0, help="seconds between two kills (default 20)")
     p.add_argument("--recover-s", type=float, default=180.0, help="how long to wait for each to come back")
+
+    p = add("export", cmd_export, "export a run's policy (final or --step N) as a merged HF model (safetensors) or a "
+                                  "peft adapter, with the tokenizer's chat template and a model card")
+    p.add_argument("--run-dir", required=True, help="the run directory (RUN/sft/model + RUN/rl/final_adapter)")
+    p.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--merged", action="store_true", help="the adapter merged into the SFT model (default)")
+    kind.add_argument("--adapter", action="store_true", help="the peft adapter directory (base: RUN/sft/model)")
+    p.add_argument("--step", type=int, help="a checkpointed RL step (RUN/rl/checkpoints/step-N) instead of the final")
 
     from reward_actors.judge.server import add_server_args
 

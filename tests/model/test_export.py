@@ -112,3 +112,23 @@ def test_merged_reward_model_keeps_the_trained_score_head(tiny_paths, tokenizer,
 def test_merge_needs_an_adapter_dir(tiny_paths, tmp_path):
     with pytest.raises(ModelLoadError, match="adapter_config.json"):
         merge_adapter(tiny_paths.policy_dir, tmp_path, tmp_path / "out")
+
+
+def test_model_card_names_base_method_data_steps_and_the_evaluation_table(tmp_path):
+    import json
+
+    from repo_ray.model.export import model_card
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"git_sha": "abcdef0123456789", "config": {
+        "name": "demo", "model": {"path": "Qwen/Qwen3-32B"}, "data": {"seed": 3, "rl_scenarios": 256},
+        "learner": {"algorithm": "grpo", "lora": {"r": 8, "alpha": 16}, "batch_size": 32}}}))
+    est = {"rating": {"value": 3.9}, "task_success": {"value": 0.25}, "judge_score": {"value": None}}
+    (tmp_path / "eval.json").write_text(json.dumps({"sft": {"metrics": {"estimates": est}}}))
+    card = model_card(tmp_path, "adapter", 12, tmp_path / "rl" / "final_adapter")
+    assert "# demo policy (grpo, adapter)" in card and "Qwen/Qwen3-32B" in card
+    assert "grpo with LoRA r=8, alpha=16" in card and "generated (seed 3): rl_scenarios 256" in card
+    assert "**RL steps**: 12" in card and "adapter `rl/final_adapter`" in card and "git abcdef012345" in card
+    row = next(line for line in card.splitlines() if line.startswith("| sft |"))
+    assert row.split(" | ")[1:3] == ["3.90", "–"] and "0.25" in row  # rating, ≥1 excellent (absent), task success
+    (tmp_path / "eval.json").unlink()
+    assert "No evaluation found" in model_card(tmp_path, "merged", None, tmp_path / "x")

@@ -14,6 +14,8 @@ import yaml
 from repo_ray.cli import main
 from tests.pipeline.conftest import run_rl_only, tiny_pipeline_config
 
+pytestmark = pytest.mark.timeout(900)  # the shared run is built on first use
+
 EXAMPLE = "examples.custom_rules.no_discount_codes"
 CODE_REPLY = "Thanks for your time. Use the promo code SAVE20 and we will sort out the rest."
 PLAIN_REPLY = "Thanks for your time. We will sort out the rest."
