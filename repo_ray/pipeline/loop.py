@@ -39,7 +39,9 @@ worker's death (its chunk resubmitted after a re-push), the RewardPool's death (
 in flight resubmitted once the pool answers again; the ledger's `rescored` counts it), a
 learner rank's death (`_rollback`). A step whose masked share passes
 pipeline.alert_masked_share raises an alert: repo_ray_alerts_total{alert="masked_share"}, one
-console line and an entry in the run's events (the report lists them).
+console line and an entry in the run's events (the report lists them). Once the judge
+budget is spent and every sample is masked for it (2 batches in a row), no step can be
+trained any more: the loop ends the RL stage with a line saying so.
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ class RLLoop:
         self.pending_step_rows: list[StepRow] = []  # written by runlog.flush
         self.reward_meter = RewardMeter()  # reward series from the results as they arrive
         self.arrived_since_step = 0  # policy samples scored since the last step (the burst alert)
+        self.stop_reason: str | None = None  # set when no further step can be trained (a spent judge budget)
         self.alerted_at = -1  # the step interval of the last masked-share alert (one per interval)
         self.job_id = _job_id()  # the driver's Ray job (its unnamed actors: repo-ray chaos, faults.py)
         self.retry.extend(("", c) for c in self._pending_chunks(state.pending))
@@ -437,6 +440,12 @@ class RLLoop:
             self.buffer.append(sample)
         if self.arrived_since_step >= 2 * self.batch_size:
             self._maybe_alert(self.masked_since_step, self.arrived_since_step, "since the last step")
+            spent = [s for s in self.masked_since_step if s.reward.reason.startswith(BUDGET_SPENT)]
+            if len(spent) == self.arrived_since_step and self.stop_reason is None:
+                # nothing can be trained any more: every sample is masked for want of a judge
+                self.stop_reason = (f"the judge budget is spent and reward.failure_policy masks every sample "
+                                    f"({len(spent)} in a row): stopping the RL stage at step {self.state.step} "
+                                    "(raise judge.budget, or set reward.failure_policy: partial)")
 
     def _maybe_alert(self, masked: list[_Sample], total: int, where: str) -> None:
         """One alert per step interval when the masked share passes pipeline.alert_masked_share."""
@@ -517,6 +526,10 @@ class RLLoop:
         current: list[_Sample] = []
         try:
             while self.state.step < self.steps_total():
+                if self.stop_reason is not None and self.train_future is None:
+                    say(self.stop_reason)
+                    self._event("alert", "stopped", self.stop_reason)
+                    break
                 self._dispatch()
                 batch = self._ready_batch()
                 if batch is not None:
@@ -712,6 +725,9 @@ def _job_id() -> str | None:
         return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
     except Exception:  # noqa: BLE001 - no Ray: no job
         return None
+
+
+BUDGET_SPENT = "judge budget_exhausted"  # the masked reason of a sample the spent budget left unjudged
 
 
 class LearnerLost(RuntimeError):

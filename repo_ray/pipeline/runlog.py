@@ -47,8 +47,13 @@ def _part(step: int) -> str:
 
 
 def flush(rd: RunDir, lp: RLLoop, step: int) -> None:
-    """Append this step's ledger entries, trajectory log rows and step rows (one part each)."""
-    name = _part(step)
+    """Append this step's ledger entries, trajectory log rows and step rows (one part each;
+    a second flush at the same step, e.g. the run-end drain after a step's checkpoint, adds
+    part-STEP-1 rather than overwrite)."""
+    name, again = _part(step), 0
+    while any(rd.exists("rl", part, name) for part in LOG_PARTS):
+        again += 1
+        name = _part(step).replace(".parquet", f"-{again}.parquet")
     rd.write_parquet(lp.ledger.take_unflushed(), "rl", "ledger", name)
     log_table = lp.take_log()
     if log_table is not None:
@@ -75,6 +80,7 @@ def checkpoint(rd: RunDir, lp: RLLoop, learner: Any, limiter: Any | None = None)
     learner.save_checkpoint(ck)
     state = asdict(lp.state)
     state["pending"] = lp.pending_chunks()
+    state["save_s"] = round(time.perf_counter() - t0, 3)  # flush + learner save: what a checkpoint costs
     spend = limiter_spend(limiter)
     if spend is not None:
         state[LIMITER_SPEND] = spend
@@ -133,6 +139,9 @@ def checkpoint_state(rd: RunDir, step: int) -> LoopState:
     """The loop state of the checkpoint of `step` (the in-run rollback; log parts after it go)."""
     from repo_ray.pipeline.loop import LoopState
 
+    if not rd.exists("rl", "checkpoints", "latest.json"):  # no checkpoint yet: back to the start
+        truncate_after(rd, 0)
+        return LoopState()
     latest = rd.read_json("rl", "checkpoints", "latest.json")
     if latest["step"] != step:
         raise RuntimeError(f"the last checkpoint is of step {latest['step']}, not {step}")

@@ -143,6 +143,10 @@ class RewardSide:
         import ray
 
         if self.judge_pool is not None:
+            try:
+                ray.get(self.judge_pool.limiter.forget_spend.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - a dead limiter has nothing to forget
+                pass
             self.judge_pool.shutdown()
         try:
             ray.kill(self.rm)

@@ -345,6 +345,11 @@ class JudgeLimiterActor:
         self._persist()
         return self._limiter.spend()
 
+    def forget_spend(self) -> None:
+        """The run is over: drop the persisted copy (the checkpoint keeps its own)."""
+        if self._key is not None:
+            delete_persisted_spend(self._key)
+
     def ping(self) -> bool:
         return True
 

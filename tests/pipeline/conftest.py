@@ -211,8 +211,13 @@ def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
         if record.step >= max(CHAOS_KILLS):
             pages.append(metrics_page())
 
+    import time
+
+    t0 = time.perf_counter()
     run = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, on_step=on_step, cfg=cfg)
     run.killed, run.metrics_pages = killed, pages
+    run.summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(f"chaos run: {run.summary['wall_s']} s")  # its share of the suite (pytest -s shows it)
     return run
 
 
@@ -237,15 +242,16 @@ class FaultRun:
 
 @pytest.fixture(scope="session")
 def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
-    """One async RL run with the local judge misbehaving in a different way during each step
-    (JUDGE_FAULTS, switched through the server's /control between steps)."""
+    """One sync RL run with the local judge misbehaving in a different way during each step
+    (JUDGE_FAULTS, switched through the server's /control between steps; sync, so each step's
+    samples are generated and scored under its own fault)."""
     from repo_ray.pipeline.rundir import RunDir
     from repo_ray.pipeline.train import run_id_for, run_rl, start_reward_side
     from reward_actors.judge.limiter import LimiterSpend
 
     cfg = tiny_pipeline_config(
         pipeline_run.cfg.model.cache_dir, learner__max_steps=len(JUDGE_FAULTS) + 1, learner__rl_epochs=3,
-        pipeline__frozen_control=False, pipeline__alert_masked_share=ALERT_SHARE,
+        pipeline__mode="sync", pipeline__frozen_control=False, pipeline__alert_masked_share=ALERT_SHARE,
         reward__timeouts={"judge_s": 3.0}, judge__timeout_s=1.0, judge__max_retries=1,
         judge__backoff_max_s=1.0,
     )
@@ -271,10 +277,15 @@ def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
             srv.control(**knobs)
         fault_at[record.step + 1] = name
 
+    import time
+
+    t0 = time.perf_counter()
     try:
         rl = run_rl(cfg, rd, run_id, Path(s["data_dir"]), Path(s["sft_model"]), Path(s["rm_dir"]), resume=False,
                     progress=False, on_step=on_step, reward_side=side)
     finally:
         side.close()
-    return FaultRun(PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts}),
-                    fault_at)
+    wall = round(time.perf_counter() - t0, 1)
+    print(f"judge fault run: {wall} s")
+    return FaultRun(PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts,
+                                               "wall_s": wall}), fault_at)

@@ -120,3 +120,37 @@ def test_a_checkpoints_pending_chunks_are_dispatched_again_first_with_their_ids_
         assert resumed.pending_chunks() == pending
     finally:
         resumed.close()
+
+
+def test_the_in_run_rollback_state_is_the_checkpoints_with_its_pending_chunks(tmp_path):
+    from repo_ray.pipeline.runlog import checkpoint, checkpoint_state, flush, read_steps
+
+    from .test_runlog import FakeLearner, FakeLoop, row
+
+    rd = RunDir(str(tmp_path / "run"))
+    assert checkpoint_state(rd, 0) == LoopState()  # before the first checkpoint: back to the start
+
+    class Pending(FakeLoop):
+        def pending_chunks(self):
+            return [[3, 12, 16, 99]]
+
+        def _chunk_at(self, *chunk):
+            return chunk
+
+    lp = Pending(LoopState(step=1, cursor=16, next_chunk=4))
+    lp.ledger.record("a", SampleFate.TRAINED, 0, 0)
+    lp.pending_step_rows.append(row(1))
+    checkpoint(rd, lp, FakeLearner())
+    assert rd.read_json("rl", "checkpoints", "latest.json")["save_s"] >= 0
+    lp.state.step = 2
+    lp.ledger.record("b", SampleFate.TRAINED, 1, 1)
+    lp.pending_step_rows.append(row(2))
+    flush(rd, lp, 2)
+    state = checkpoint_state(rd, 1)
+    assert state == LoopState(step=1, cursor=16, next_chunk=4, pending=[[3, 12, 16, 99]])
+    assert [r["step"] for r in read_steps(rd)] == [1]  # the step after the checkpoint is gone
+    assert lp.ledger.rollback() == 1 and "b" not in lp.ledger and "a" in lp.ledger
+    lp.ledger.record("c", SampleFate.TRAINED, 1, 1)
+    flush(rd, lp, 1)  # a second flush at the checkpoint's step (the run-end drain) adds, never overwrites
+    ids = rd.read_parquet_dir("rl", "ledger").column("sample_id").to_pylist()
+    assert sorted(ids) == ["a", "c"]
