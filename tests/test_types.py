@@ -68,7 +68,8 @@ def test_source_result_never_uses_zero_as_a_missing_score():
 def test_reward_result_masked_iff_no_total():
     ok = {"rm": SourceResult(1.0, "ok")}
     RewardResult("s", 1.0, None, None, None, 1.0, ok, masked=False)
-    RewardResult("s", None, None, None, None, None, {"rm": SourceResult(None, "timeout")}, masked=True, reason="rm timeout")
+    RewardResult("s", None, None, None, None, None, {"rm": SourceResult(None, "timeout")}, masked=True,
+                 reason="rm timeout")
     with pytest.raises(ContractError, match="masked sample must have r_total None"):
         RewardResult("s", 1.0, None, None, None, 1.0, ok, masked=True, reason="x")
     with pytest.raises(ContractError, match="needs a reason"):

@@ -79,7 +79,9 @@ def load_adapter_update(model: PeftModel, update: AdapterUpdate, worker_id: str)
     try:
         state = st_load(update.tensors)
     except Exception as err:  # safetensors raises its own error types for corrupt headers
-        raise AdapterVerificationError(f"worker {worker_id}: adapter v{update.version} is not valid safetensors ({err})")
+        raise AdapterVerificationError(
+            f"worker {worker_id}: adapter v{update.version} is not valid safetensors ({err})"
+        ) from err
     result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", None) or []
     if unexpected:

@@ -13,7 +13,8 @@ from repo_ray.domain.schemas import FILES, DataFileError, load_rows, schema_mark
 
 @pytest.fixture()
 def data_dir(tmp_path):
-    write_dataset(DataConfig(sft_dialogues=4, preference_pairs=8, rl_scenarios=4, eval_dialogues=4, bad_cases=4), tmp_path)
+    sizes = DataConfig(sft_dialogues=4, preference_pairs=8, rl_scenarios=4, eval_dialogues=4, bad_cases=4)
+    write_dataset(sizes, tmp_path)
     return tmp_path
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from repo_ray.config import RewardConfig
-from reward_actors.combine import combine_sources
 from repo_ray.types import SourceResult
+from reward_actors.combine import combine_sources
 
 OK = "ok"
 

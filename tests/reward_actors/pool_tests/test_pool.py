@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from repo_ray.algos import enhance_reward, enhancement
-from repo_ray.config import RepoRayConfig, RewardConfig
+from repo_ray.config import RepoRayConfig
 from repo_ray.domain.schemas import load_rows
 from reward_actors.pool import rule_source_result
 from tests.reward_actors.rm_tests.conftest import TEST_RM, pairs, rm_cfg, tokenizer, trained_rm  # noqa: F401
@@ -50,7 +50,8 @@ def test_pool_scores_every_sample_with_all_three_sources(stack, data_dir, tokeni
     cfg, srv, judge, pools = stack
     srv.control(error_rate=0.0)
     pair_rows = load_rows("preference", data_dir).rows[:3]
-    trajs = [trajectory(tokenizer, p, reply, tag) for p in pair_rows for reply, tag in ((p.chosen, "c"), (p.rejected, "r"))]
+    trajs = [trajectory(tokenizer, p, reply, tag)
+             for p in pair_rows for reply, tag in ((p.chosen, "c"), (p.rejected, "r"))]
     results = ray_local.get([pools["mask"].score.remote(t, p.scenario)
                              for t, p in zip(trajs, [p for p in pair_rows for _ in (0, 1)])])
     rm_direct = RewardModelScorer(trained_rm.out_dir, "zscore", 16).score(trajs)
