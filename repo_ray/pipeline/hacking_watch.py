@@ -32,6 +32,8 @@ class HackingWatch:
     def observe(self, lp: RLLoop, step: StepRecord) -> HackingCheck:
         """Check the step just finished and annotate its row (still pending in the loop)."""
         row = step.row
+        # after an in-run rollback (loop.py) steps are played again: the monitor forgets the undone ones
+        self.rows = [r for r in self.rows if int(r.get("step") or 0) < row.step]
         self.rows.append(row.columns())
         check = hacking_check(self.rows, self.window, self.threshold, self.n)
         annotated = replace(row, hacking_divergence=check.divergence, hacking_flag=int(check.flagged))

@@ -96,3 +96,15 @@ def test_the_drivers_watch_annotates_the_pending_row_before_it_is_written(capsys
     assert "reward-hacking monitor, step 4: R_model +0.600 while E_func -0.350" in capsys.readouterr().out
     cols = steps_table(lp.pending_step_rows, _Learner).to_pydict()
     assert cols["hacking_flag"] == [0, 0, 0, 1]
+
+
+def test_the_watch_forgets_steps_undone_by_a_rollback():
+    from repo_ray.config import RepoRayConfig
+    from repo_ray.pipeline.hacking_watch import HackingWatch
+
+    watch, lp = HackingWatch(RepoRayConfig()), _Loop()
+    for step in (1, 2, 3, 2, 3):  # a rollback to the checkpoint of step 1, then steps 2 and 3 again
+        row = StepRow(step, step, 8, 0, 1.0, 1.0, BatchStats(8, 0, 0.0, 0.0, math.nan, 0.0, 10.0, 0.5, 0.5), None,
+                      _Learner())
+        watch.observe(lp, _Record(step, row))
+    assert [r["step"] for r in watch.rows] == [1, 2, 3]
