@@ -417,8 +417,9 @@ _LEAK_TAGS = {"en": [" (our internal target price)", ", which is our internal ta
 
 
 def _price_spans(text: str, price: float) -> list[re.Match]:
-    """Where `format_price(price)` is written as a whole price (¥105 is not inside ¥1050)."""
-    return list(re.finditer(re.escape(format_price(price)) + r"(?![\d.])", text))
+    """Where `format_price(price)` is written as a whole price: ¥105 is not inside ¥1050 nor
+    ¥105.50, while a sentence's full stop may follow it ("yours is ¥970.")."""
+    return list(re.finditer(re.escape(format_price(price)) + r"(?!\d|\.\d)", text))
 
 
 def _edit_one(text: str, price: float, replacement: str, rng: random.Random) -> str | None:

@@ -152,6 +152,13 @@ def test_minimal_pairs_change_exactly_one_fact_of_an_expert_reply():
         assert r["pair_kind"] == "fact_minimal" and len(was) + len(now) < 40  # one small edit, same reply
 
 
+def test_a_price_ending_a_sentence_is_a_whole_price_for_minimal_edits():
+    from repo_ray.domain.datagen import _price_spans
+
+    assert [m.group() for m in _price_spans("Nearby is ¥880, yours is ¥970.", 970)] == ["¥970"]
+    assert _price_spans("yours is ¥9705 or ¥970.50", 970) == []  # inside a longer number, not the price
+
+
 def test_preference_files_without_pair_kind_load_as_template_pairs(data_dir, tmp_path):
     import pyarrow.parquet as pq
 
