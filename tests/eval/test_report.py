@@ -102,6 +102,7 @@ def test_report_files_exist_and_the_table_has_every_method_and_metric(tmp_path):
     for spec in METRICS.values():
         assert any(line.startswith(f"| {spec.label} ") for line in table), spec.label
     assert "![rewards per step](rewards.png)" in text and "![held-out evaluation](eval.png)" in text
+    assert "### Reward-hacking monitor" in text and "No step flagged" in text  # the synthetic steps move together
     # the example dialogues show the same scenario for every policy
     assert text.count("#### base") == text.count("#### repo") == 2
 
@@ -135,7 +136,7 @@ def test_policy_evals_round_trip_through_json_and_eval_markdown(tmp_path):
     assert (tmp_path / "eval.png").is_file()
 
 
-def test_ground_truth_leads_the_report_the_expert_row_is_the_ceiling_and_the_monitor_has_a_section(tmp_path):
+def test_ground_truth_leads_the_report_and_the_expert_row_is_the_ceiling():
     from repo_ray.eval.guardrails import SHARED_WITH_TRAINING
     from repo_ray.eval.report import evaluation_markdown
 
@@ -145,5 +146,3 @@ def test_ground_truth_leads_the_report_the_expert_row_is_the_ceiling_and_the_mon
         < text.index("dialogue rating (1-5)")
     assert "| metric | base | sft | repo | expert |" in text and "the ceiling" in text
     assert SHARED_WITH_TRAINING in text and "what is still shared with training" in SHARED_WITH_TRAINING.lower()
-    report = write_report(tmp_path / "run", steps_table(), evals, tmp_path / "out", hacking=(4, 0.1, 100.0))
-    assert "### Reward-hacking monitor" in report.read_text()
