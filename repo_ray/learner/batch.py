@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from repo_ray.domain.schemas import PreferencePair, SftDialogue
-from repo_ray.model.chat import encode_response
+from repo_ray.model.chat import encode_response, padding_id
 from repo_ray.model.context import fit_context, fit_dialogue
 from repo_ray.types import ContractError, Message, RewardResult, Trajectory
 
@@ -229,7 +229,7 @@ def collate_dialogues(dialogues: Sequence[SftDialogue], tokenizer, max_tokens: i
     token is the window (agent turns sit all along it)."""
     encoded = [encode_dialogue(tokenizer, d.messages, max_tokens) for d in dialogues]
     return pack_sequences([ids[:1] for ids, _ in encoded], [ids[1:] for ids, _ in encoded],
-                          [mask[1:] for _, mask in encoded], tokenizer.pad_token_id,
+                          [mask[1:] for _, mask in encoded], padding_id(tokenizer),
                           sample_ids=[d.dialogue_id for d in dialogues])
 
 
@@ -244,5 +244,5 @@ def collate_preferences(pairs: Sequence[PreferencePair], tokenizer, max_tokens: 
     prompts = [f.prompt_ids for f in fitted] * 2
     replies = [f.responses[0] for f in fitted] + [f.responses[1] for f in fitted]
     sample_ids = [f"{p.pair_id}:chosen" for p in pairs] + [f"{p.pair_id}:rejected" for p in pairs]
-    return pack_sequences(prompts, replies, [[1] * len(r) for r in replies], tokenizer.pad_token_id,
+    return pack_sequences(prompts, replies, [[1] * len(r) for r in replies], padding_id(tokenizer),
                           sample_ids=sample_ids)

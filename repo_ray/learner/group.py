@@ -202,9 +202,10 @@ class _DeepSpeedRank:
     def train_rl(self, pairs: Sequence[tuple[Trajectory, RewardResult]]) -> tuple[RLStepStats, int]:
         from repo_ray.learner.batch import prepare_rl_batch
         from repo_ray.learner.trainers import rl_step
+        from repo_ray.model.chat import padding_id
 
         learner = self.cfg.learner
-        batch, selection = prepare_rl_batch(pairs, self.mode, learner.grpo.reward, self.tokenizer.pad_token_id)
+        batch, selection = prepare_rl_batch(pairs, self.mode, learner.grpo.reward, padding_id(self.tokenizer))
         if batch is None:
             return RLStepStats(), len(selection.masked_ids)
         settings = RLSettings.from_config(learner, self.mode, self.cfg.rollout.temperature)

@@ -64,8 +64,9 @@ class ValueModel(nn.Module):
 def build_value_model(base_path: str | os.PathLike, lora: LoraSettings, dtype: Dtype = "float32",
                       device: str = "cpu", seed: int = 0) -> ValueModel:
     causal = load_policy(base_path, dtype=dtype, device=device)
-    body = causal.base_model  # the transformer without its LM head (Qwen3Model for Qwen3)
-    model = ValueModel(_seeded_lora(body, lora, TaskType.FEATURE_EXTRACTION, seed + 1), causal.config.hidden_size)
+    body = causal.base_model  # the transformer without its LM head (Qwen3Model, LlamaModel, ...)
+    hidden = causal.config.get_text_config().hidden_size
+    model = ValueModel(_seeded_lora(body, lora, TaskType.FEATURE_EXTRACTION, seed + 1), hidden)
     model.head.to(device)
     model.train()
     return model

@@ -207,3 +207,44 @@ def fit_dialogue(messages: Sequence[Message], tokenizer, max_tokens: int) -> Fit
         raise _budget_error(max_tokens, prompt_len + 1, "max_tokens")
     cut = max(0, len(ids) - max_tokens)
     return FittedDialogue(ids[:max_tokens], mask[:max_tokens], dropped_turns=start, response_cut=cut)
+
+
+def fit_budgets_to_model(cfg, max_positions: int | None):
+    """`cfg` with every token budget held to the model's `max_position_embeddings`, and one
+    note per budget it lowered ("field: old -> new"). A rollout prompt leaves room for the
+    reply (max_prompt_tokens + max_new_tokens <= the limit); a training or RM row is at most
+    the limit. A model without the figure (None) leaves `cfg` as it is.
+
+    Past its positions a RoPE model still runs but is untrained there (and an absolute-position
+    model fails), so a budget written for a long-context model must not silently exceed a
+    small one's: SmolLM2-135M has 8192, the paper's 32B model far more."""
+    if not max_positions:
+        return cfg, []
+    notes: list[str] = []
+
+    def held(section, field: str, limit: int, where: str):
+        value = getattr(section, field)
+        if value <= limit:
+            return {}
+        notes.append(f"{where}.{field}: {value} -> {limit}")
+        return {field: limit}
+
+    r = cfg.rollout
+    prompt_room = max_positions - r.max_new_tokens
+    if prompt_room < 1:
+        raise ContextBudgetError(f"rollout.max_new_tokens={r.max_new_tokens} leaves no prompt room within the "
+                                 f"model's max_position_embeddings={max_positions}; lower it")
+    vllm = r.vllm.model_copy(update=held(r.vllm, "max_model_len", max_positions, "rollout.vllm"))
+    rollout = r.model_copy(update={**held(r, "max_prompt_tokens", prompt_room, "rollout"), "vllm": vllm})
+    learner = cfg.learner.model_copy(update={
+        "sft": cfg.learner.sft.model_copy(update=held(cfg.learner.sft, "max_tokens", max_positions, "learner.sft")),
+        "dpo": cfg.learner.dpo.model_copy(update=held(cfg.learner.dpo, "max_tokens", max_positions, "learner.dpo")),
+    })
+    rm = cfg.reward.model
+    reward = cfg.reward.model_copy(update={
+        "model": rm.model_copy(update=held(rm, "max_tokens", max_positions, "reward.model"))})
+    if not notes:
+        return cfg, []
+    for note in notes:
+        log.warning("context budget %s (the model's max_position_embeddings is %d)", note, max_positions)
+    return cfg.model_copy(update={"rollout": rollout, "learner": learner, "reward": reward}), notes

@@ -143,6 +143,19 @@ def load_reward_model(
     return _load("a reward model", path_or_id, load)
 
 
+def max_positions(path_or_id: str | os.PathLike, trust_remote_code: bool = False) -> int | None:
+    """The model's `max_position_embeddings` (its text config's, for a multimodal one), or
+    None when the config has no such figure or cannot be read here (then nothing is clamped)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(os.fspath(path_or_id), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError):
+        return None
+    value = getattr(config.get_text_config(), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def resolve_base(model_cfg: ModelConfig, tiny_paths: TinyModelPaths | None) -> tuple[str, str]:
     """(tokenizer location, policy location) the run starts from: `model.path` (and
     `model.tokenizer_path`) when set, else the tiny models built by `ensure_tiny_models`."""

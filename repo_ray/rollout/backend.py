@@ -2,15 +2,16 @@
 protocol that the HF and vLLM backends implement and `play_negotiations` drives.
 
 Conventions every backend keeps (the learner relies on them):
-- the prompt is the ChatML prompt of `repo_ray.model.chat.encode_prompt` (one tokenisation,
-  ours, for both backends);
+- the prompt is the chat-template prompt of `repo_ray.model.chat.encode_prompt` (one
+  tokenisation, ours, for both backends);
 - `logprobs[i]` = log_softmax(logits / temperature)[token_ids[i]] from the model's raw
   logits, before any top-k / top-p warping (the distribution the learner recomputes);
-- generation stops at `<|im_end|>` (or another end-of-sequence id of the model); the stop
-  token IS kept in `token_ids` / `logprobs` (finish_reason "stop") so training learns to
-  stop, and is NOT in `text`. A reply cut by `max_new_tokens` has no stop token
-  (finish_reason "length"): its token ids and logprobs are kept as sampled, and its text
-  (`decode_reply`) ends at the last whole character, never in half a UTF-8 sequence.
+- generation stops at the template's end-of-turn token (ChatML: `<|im_end|>`) or another
+  end-of-sequence id of the model; the stop token IS kept in `token_ids` / `logprobs`
+  (finish_reason "stop") so training learns to stop, and is NOT in `text`. A reply cut by
+  `max_new_tokens` has no stop token (finish_reason "length"): its token ids and logprobs
+  are kept as sampled, and its text (`decode_reply`) ends at the last whole character,
+  never in half a UTF-8 sequence.
 """
 
 from __future__ import annotations
@@ -133,14 +134,12 @@ class BackendState:
 
 
 def stop_token_ids(tokenizer, generation_eos: int | Sequence[int] | None = None) -> list[int]:
-    """The ids that end a reply: `<|im_end|>` plus the model's own end-of-sequence ids (a
-    Qwen3 checkpoint also stops at `<|endoftext|>`). Both backends stop on this same set."""
-    from repo_ray.model.chat import IM_END
+    """The ids that end a reply: the chat template's end of turn (ChatML: `<|im_end|>`) plus
+    the model's own end-of-sequence ids (a Qwen3 checkpoint also stops at `<|endoftext|>`).
+    Both backends stop on this same set; the first is the one a reply ends with."""
+    from repo_ray.model.chat import end_of_turn_id
 
-    im_end = tokenizer.convert_tokens_to_ids(IM_END)
-    if im_end is None or im_end == tokenizer.unk_token_id:
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no {IM_END} token; it is not a ChatML tokenizer")
-    ids = [int(im_end)]
+    ids = [end_of_turn_id(tokenizer)]
     extra = [generation_eos] if isinstance(generation_eos, int) else list(generation_eos or [])
     if tokenizer.eos_token_id is not None:
         extra.append(tokenizer.eos_token_id)

@@ -16,6 +16,7 @@ import ray
 import torch
 
 from repo_ray.algos.reward_enhance import RMNormalizer
+from repo_ray.model.chat import padding_id
 from repo_ray.model.loading import Dtype, load_reward_model, load_tokenizer
 from repo_ray.types import Trajectory
 from reward_actors.rm.data import trajectory_input_ids
@@ -44,10 +45,10 @@ def _pad_id(model, tokenizer) -> int:
     model_pad = model.config.get_text_config().pad_token_id
     if model_pad is None:
         raise ValueError(
-            f"{type(model).__name__} has no pad_token_id; load it with pad_token_id=tokenizer.pad_token_id"
+            f"{type(model).__name__} has no pad_token_id; load it with pad_token_id=padding_id(tokenizer)"
         )
-    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != model_pad:
-        raise ValueError(f"tokenizer pad id {tokenizer.pad_token_id} != reward model pad id {model_pad}")
+    if padding_id(tokenizer) != model_pad:
+        raise ValueError(f"tokenizer padding id {padding_id(tokenizer)} != reward model pad id {model_pad}")
     return int(model_pad)
 
 
@@ -98,7 +99,7 @@ class RewardModelScorer:
         self.stats: RMStats = load_rm_stats(self.rm_dir)
         self.tokenizer = load_tokenizer(self.rm_dir)
         self.model = load_reward_model(
-            self.rm_dir, dtype=dtype, device=device, pad_token_id=self.tokenizer.pad_token_id
+            self.rm_dir, dtype=dtype, device=device, pad_token_id=padding_id(self.tokenizer)
         )
         self.normalizer = self.stats.normalizer() if normalization == "zscore" else RMNormalizer.identity()
         self.batch_size = batch_size

@@ -28,6 +28,7 @@ from repo_ray.algos.reward_enhance import RMNormalizer
 from repo_ray.config import RepoRayConfig
 from repo_ray.domain.schemas import PreferencePair
 from repo_ray.errors import DataFileError, ModelLoadError
+from repo_ray.model.chat import padding_id
 from repo_ray.model.context import ContextTally
 from repo_ray.model.export import _replace_dir, add_lora
 from repo_ray.model.loading import load_reward_model, load_tokenizer
@@ -68,7 +69,7 @@ def _load_trainable(cfg: RepoRayConfig, base: str | os.PathLike, tokenizer, devi
         torch.manual_seed(cfg.seed)
         model = load_reward_model(
             base, dtype=cfg.model.dtype, device=device, trust_remote_code=cfg.model.trust_remote_code,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=padding_id(tokenizer),  # never the end-of-turn id the score is read after
         )
         if rm.finetune == "lora":
             model = add_lora(model, cfg.learner.lora, TaskType.SEQ_CLS)  # peft adds `score` to modules_to_save
@@ -171,8 +172,10 @@ def train_reward_model(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     split = split_by_scenario(pairs, rm.holdout_fraction, cfg.seed)
     tokenizer = load_tokenizer(tokenizer_path or base, trust_remote_code=cfg.model.trust_remote_code)
-    if tokenizer.pad_token_id is None:
-        raise ModelLoadError(f"{tokenizer_path or base}: the tokenizer has no pad token; the RM needs one to batch")
+    try:
+        pad_id = padding_id(tokenizer)
+    except ValueError as err:
+        raise ModelLoadError(f"{tokenizer_path or base}: {err}; the RM needs a pad id to batch") from None
     tally = ContextTally(_what="RM inputs")  # what reward.model.max_tokens left out, said in the log and stats
     train = encode_pairs(tokenizer, split.train, rm.max_tokens, tally)
     held = encode_pairs(tokenizer, split.held_out, rm.max_tokens, tally)
@@ -180,7 +183,7 @@ def train_reward_model(
 
     model = _load_trainable(cfg, base, tokenizer, device)
     fit_started = time.perf_counter()
-    steps, final_loss = _fit(model, train, cfg, tokenizer.pad_token_id, device)
+    steps, final_loss = _fit(model, train, cfg, pad_id, device)
     train_s = time.perf_counter() - fit_started
     if rm.finetune == "lora":
         model = model.merge_and_unload()  # a plain classifier: what the scorer and stats see
