@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,21 @@ def test_bad_input_gives_one_line_naming_the_culprit(case: Case, good, tmp_path,
     for text in case.expect:
         assert text in line, (text, line)
     assert len(line) < 400, line  # a line, not a paragraph
+
+
+@pytest.mark.parametrize("line, reason", [
+    (json.dumps({"scenario": {}, "context": [], "response": "x" * 2_000_000}), "2,000,0"),
+    ("{not json", "invalid JSON"),
+    (json.dumps({"context": [], "response": "hi"}), "missing field 'scenario'"),
+    (json.dumps({"scenario": [], "context": [], "response": "hi"}), "scenario: expected an object"),
+])
+def test_score_lines_are_refused_with_the_reason(line, reason):
+    """`repo-ray score` parses each line before any model sees it (its CLI cases need a trained RM:
+    tests/pipeline/test_score.py); the reason is the one the output line carries."""
+    from repo_ray.pipeline.score import parse_line
+
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_line(line, 1)
 
 
 def test_there_are_at_least_thirty_cases_over_every_loader():

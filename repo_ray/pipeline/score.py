@@ -114,6 +114,10 @@ def parse_line(text: str, line: int) -> ScoreRequest:
     """The request of one input line; raises ValueError with a one-line reason when malformed."""
     if not text.strip():
         raise ValueError("empty line")
+    from reward_actors.rules.check import MAX_LINE_CHARS
+
+    if len(text) > MAX_LINE_CHARS:  # untrusted input: bounded before JSON, tokenizer and regex rules see it
+        raise ValueError(f"{len(text):,} characters, at most {MAX_LINE_CHARS:,} per line")
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:

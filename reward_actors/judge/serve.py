@@ -32,6 +32,33 @@ APP_KIND = "judge"
 DEPLOYMENT_NAME = "JudgeCaller"
 
 
+def bind_replica_grpc_to_node_ip() -> None:
+    """Ray Serve 2.60 starts every replica's inter-deployment gRPC server on `[::]:0`, i.e. on
+    every interface whatever the node IP (serve/_private/replica.py `_on_initialized`); bind it
+    to this node's IP instead: 127.0.0.1 on a local head (DESIGN.md §5), the pod IP on a
+    cluster, which is where other replicas reach it. Called in the replica's constructor, which
+    runs before Serve starts that server; a Serve without the hook is left alone."""
+    try:
+        from ray.serve._private import replica as serve_replica
+    except ImportError:
+        return
+    original = getattr(serve_replica, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "_repo_ray_bound", False):
+        return
+    import ray
+
+    ip = ray.util.get_node_ip_address()
+    host = f"[{ip}]" if ":" in ip else ip
+
+    def bound(server, address: str):
+        if address.startswith("[::]:"):
+            address = f"{host}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    bound._repo_ray_bound = True  # type: ignore[attr-defined]
+    serve_replica.add_port_to_grpc_server = bound
+
+
 class JudgeCaller:
     """One judge replica: one JudgeClient (connection pool, answer cache) and a gate on the
     run's limiter actor, which the driver created before deploying (placement.deploy_judge_pool).
@@ -40,6 +67,7 @@ class JudgeCaller:
     def __init__(self, judge: dict[str, Any], weights: dict[str, float], run_id: str, deadline_s: float) -> None:
         import ray
 
+        bind_replica_grpc_to_node_ip()
         cfg = JudgeConfig.model_validate(judge)
         limiter = ray.get_actor(limiter_name(run_id), namespace=NAMESPACE)
         self.client = JudgeClient(cfg, weights, gate=ActorGate(limiter), deadline_s=deadline_s)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.pipeline.conftest import CANARY_KEY, metrics_page
 
+pytestmark = pytest.mark.timeout(900)  # the shared run is built on first use
 KEY = CANARY_KEY.encode()
-LOOPBACK = {"127.0.0.1", "::1"}
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}  # the last: IPv4 loopback on a dual-stack socket
 
 
 def files_holding(root: Path, needle: bytes, max_bytes: int = 200 << 20) -> list[str]:
@@ -55,8 +58,9 @@ def test_the_key_is_not_on_the_metrics_endpoint(pipeline_run):
 def test_the_key_is_not_in_job_or_actor_metadata(pipeline_run, ray_local):
     from ray.util.state import list_actors, list_jobs
 
-    jobs = list_jobs(detail=True)
-    actors = list_actors(detail=True, limit=10_000)
+    address = ray_local.get_runtime_context().gcs_address  # other Ray instances may run on this machine
+    jobs = list_jobs(address=address, detail=True)
+    actors = list_actors(address=address, detail=True, limit=10_000)
     assert jobs and actors
     text = repr(jobs) + repr(actors)
     assert "RolloutWorker" in text
