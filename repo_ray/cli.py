@@ -135,8 +135,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     personas = [Persona(p) for p in args.persona] if args.persona else list(Persona)
     for i, persona in enumerate(personas):
-        sc = generate_scenario(random.Random(f"{args.seed}:sim:{i}"), f"sim-{i:03d}", 1.0 if args.language == "zh" else 0.0,
-                               args.rooms, persona)
+        zh_share = 1.0 if args.language == "zh" else 0.0
+        sc = generate_scenario(random.Random(f"{args.seed}:sim:{i}"), f"sim-{i:03d}", zh_share, args.rooms, persona)
         d = play_expert_dialogue(sc, args.seed)
         print(f"=== {sc.scenario_id} persona={persona.value} outcome={d.outcome}")
         for m in d.messages[1:]:
@@ -254,7 +254,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     RunDir(_run_dir(args, cfg))  # an unusable run dir is a one-line error before the heavy imports
     from repo_ray.pipeline.train import train
 
-    summary = train(cfg, _run_dir(args, cfg), resume=args.resume, progress=not args.no_progress, evaluate=not args.no_eval)
+    summary = train(cfg, _run_dir(args, cfg), resume=args.resume, progress=not args.no_progress,
+                    evaluate=not args.no_eval)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -416,8 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = add("check-rules", cmd_check_rules, "run the RF rules over a JSONL file of replies and print E_func per line")
-    p.add_argument("file", metavar="FILE.jsonl", help="one JSON object per line: response, history, language, room_types")
-    p.add_argument("--config", help="YAML config whose reward.rule_weights and overlength_chars apply (default: defaults)")
+    p.add_argument("file", metavar="FILE.jsonl",
+                   help="one JSON object per line: response, history, language, room_types")
+    p.add_argument("--config",
+                   help="YAML config whose reward.rule_weights and overlength_chars apply (default: defaults)")
     p.add_argument("--out", help="write output lines here instead of stdout")
 
     p = add("score", cmd_score, "score replies (JSONL: scenario, context, response) with the run's reward model, "

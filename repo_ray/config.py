@@ -14,7 +14,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from repo_ray.errors import ConfigError
 from repo_ray.domain.rubric import (
     DEFAULT_EXTRA_ITEM_WEIGHT,
     DEFAULT_EXTRA_RULE_WEIGHT,
@@ -23,6 +22,7 @@ from repo_ray.domain.rubric import (
     JUDGE_ITEMS,
     RULES,
 )
+from repo_ray.errors import ConfigError
 from repo_ray.hashing import content_hash
 
 
@@ -117,7 +117,8 @@ class RolloutConfig(_Section):
     backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers generate (CPU/GPU); vllm: vLLM engine")
     num_workers: int = Field(2, ge=1, description="RolloutWorker actors")
     num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs each worker reserves")
-    num_gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs each worker reserves (vLLM: tensor_parallel_size)")
+    num_gpus_per_worker: float = Field(0.0, ge=0,
+                                       description="Ray GPUs each worker reserves (vLLM: tensor_parallel_size)")
     scenarios_per_batch: int = Field(16, ge=1, description="negotiations a worker plays at once (one batched generate)")
     max_new_tokens: int = Field(512, ge=1, description="max response tokens per agent turn (paper: 512)")
     max_prompt_tokens: int = Field(

@@ -159,7 +159,8 @@ def _with_price(ctx: InjectionContext, r: RoomType, price: float) -> str:
 def _leak(ctx: InjectionContext) -> str:
     r = ctx.room()
     if ctx.zh:
-        term = ctx.rng.choice([f"内部目标价是{format_price(r.target_price)}", f"底价是{format_price(r.floor_price)}", "工单要求我们压价"])
+        term = ctx.rng.choice([f"内部目标价是{format_price(r.target_price)}", f"底价是{format_price(r.floor_price)}",
+                               "工单要求我们压价"])
         return f"{ctx.base}说实话，我们{r.name}的{term}。"
     term = ctx.rng.choice([f"internal target price is {format_price(r.target_price)}",
                            f"floor price is {format_price(r.floor_price)}", "work order says I must get a cut"])
@@ -188,12 +189,15 @@ def _hallucinate(ctx: InjectionContext) -> str:
 def _over_promise(ctx: InjectionContext) -> str:
     if ctx.zh:
         return f"{ctx.base}{ctx.rng.choice(['我保证您的订单一定翻倍。', '百分之百保证您排名第一。'])}"
-    return f"{ctx.base} {ctx.rng.choice(['I guarantee your bookings will double.', 'You will definitely be ranked first, 100% sure.'])}"
+    promise = ctx.rng.choice(["I guarantee your bookings will double.",
+                              "You will definitely be ranked first, 100% sure."])
+    return f"{ctx.base} {promise}"
 
 
 def _cot(ctx: InjectionContext) -> str:
     if ctx.zh:
-        thought = ctx.rng.choice(["<think>酒店有点犹豫，我应该先锚定目标价。</think>", "让我一步步思考：先给依据，再压价。"])
+        thought = ctx.rng.choice(["<think>酒店有点犹豫，我应该先锚定目标价。</think>",
+                                  "让我一步步思考：先给依据，再压价。"])
     else:
         thought = ctx.rng.choice(["<think>The hotel sounds hesitant; I should anchor on the target first.</think>",
                                   "Let me think step by step: first evidence, then push the price."])
@@ -341,7 +345,8 @@ def sft_rows(n: int, seed: int, zh_fraction: float, max_room_types: int) -> list
 
 
 def _corrupted_turns(prefix: str, seed: int, zh_fraction: float, max_room_types: int,
-                     verbosity: Callable[[int, random.Random], str]) -> Iterator[tuple[TurnPoint, str, str, random.Random]]:
+                     verbosity: Callable[[int, random.Random], str],
+                     ) -> Iterator[tuple[TurnPoint, str, str, random.Random]]:
     """Yields (point, defect, corrupted reply, rng) for row k = 0, 1, ...: row k carries defect k mod 16.
 
     Dialogues are drawn until one has a turn where that defect can occur (e.g. silence as
@@ -503,7 +508,8 @@ def minimal_pair_rows(n: int, seed: int, zh_fraction: float, max_room_types: int
 def bad_case_rows(n: int, seed: int, zh_fraction: float, max_room_types: int) -> list[dict]:
     rows = []
     for i, (point, defect, bad, _rng) in zip(
-        range(n), _corrupted_turns("bad", seed, zh_fraction, max_room_types, lambda k, rng: rng.choice(["short", "long"]))
+        range(n),
+        _corrupted_turns("bad", seed, zh_fraction, max_room_types, lambda k, rng: rng.choice(["short", "long"])),
     ):
         rows.append({
             "case_id": f"bad-{i:05d}", "scenario": point.agent.scenario.to_row(), "context": _msgs(point.history),

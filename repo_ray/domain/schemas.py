@@ -65,7 +65,8 @@ MESSAGES_DOC = "list of {role: system|agent|hotel, text}; the hotel's silence is
 FILES: dict[str, FileSpec] = {
     "sft": FileSpec(
         "sft_dialogues.parquet",
-        pa.schema([("dialogue_id", pa.string()), ("scenario", SCENARIO), ("messages", MESSAGES), ("outcome", pa.string())]),
+        pa.schema([("dialogue_id", pa.string()), ("scenario", SCENARIO), ("messages", MESSAGES),
+                   ("outcome", pa.string())]),
         "Expert negotiations for supervised fine-tuning; every agent turn is a training target.",
         {"dialogue_id": "unique id", "scenario": SCENARIO_DOC,
          "messages": MESSAGES_DOC + "; starts with the system prompt",
@@ -116,7 +117,8 @@ def schema_markdown() -> str:
     for spec in FILES.values():
         out.append(f"### `{spec.filename}`\n\n{spec.doc}\n\n| column | type | meaning |\n|---|---|---|")
         for f in spec.schema:
-            out.append(f"| `{f.name}` | `{'struct' if pa.types.is_struct(f.type) else f.type}` | {spec.columns[f.name]} |")
+            kind = "struct" if pa.types.is_struct(f.type) else f.type
+            out.append(f"| `{f.name}` | `{kind}` | {spec.columns[f.name]} |")
         out.append("")
     return "\n".join(out)
 
@@ -219,7 +221,8 @@ def _parse_sft(r: Mapping[str, Any]) -> SftDialogue:
     msgs = _messages(r["messages"], "messages")
     if not any(m.role is Role.AGENT and m.text.strip() for m in msgs):
         raise ValueError("messages hold no agent turn")
-    return SftDialogue(_text(r["dialogue_id"], "dialogue_id"), Scenario.from_row(r["scenario"]), msgs, r["outcome"] or "")
+    return SftDialogue(_text(r["dialogue_id"], "dialogue_id"), Scenario.from_row(r["scenario"]), msgs,
+                       r["outcome"] or "")
 
 
 def _parse_pair(r: Mapping[str, Any]) -> PreferencePair:

@@ -110,7 +110,8 @@ def winners(evals: Mapping[str, PolicyEval], keys: Sequence[str] = HEADLINE) -> 
 
 
 def winners_markdown(wins: Sequence[Win]) -> str:
-    lines = ["| metric | best | value [CI] | runner-up | best - runner-up [CI] | separated? |", "|---|---|---|---|---|---|"]
+    lines = ["| metric | best | value [CI] | runner-up | best - runner-up [CI] | separated? |",
+             "|---|---|---|---|---|---|"]
     for w in wins:
         spec = METRICS[w.key]
         lines.append(
@@ -211,7 +212,7 @@ def compare_markdown(results: Sequence[MethodResult], budget: int | None, config
     parts = [
         "# repo-ray comparison: base, SFT, DPO, PPO, GRPO, REPO and ablations",
         "",
-        f"Config `{config_name}`; written {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}. "
+        f"Config `{config_name}`; written {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}. "
         "Every method starts from the same SFT model and is trained on the same data; every policy is "
         f"evaluated on the same held-out scenarios and bad cases by the evaluation judge "
         f"({first.get('judge', 'builtin-heuristic')}, rubric {first.get('judge_rubric_version', '?')}), which is "

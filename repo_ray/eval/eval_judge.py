@@ -108,7 +108,8 @@ _ENDED = _rx(r"\bgoodbye\b", r"\bbye\b", r"hanging up", r"don'?t call", r"再见
 _RESIST = _rx(r"n'?t\b", r"\bnot\b", r"\bno\b", r"\bwhy\b", r"\bbusy\b", r"\bquick\b", r"already fair",
               r"\bproblem\b", r"\bspeech\b", r"\bquality\b", r"\bseason\b", r"\bcare\b", r"\bstill think\b",
               r"best we can",
-              r"不能", r"不行", r"不关", r"不明白", r"不一样", r"不太", r"不动", r"别", r"为什么", r"忙", r"快点", r"合理",
+              r"不能", r"不行", r"不关", r"不明白", r"不一样", r"不太", r"不动", r"别", r"为什么",
+              r"忙", r"快点", r"合理",
               r"品质", r"定好", r"说过")
 _CONFIRMED = _rx(r"\bconfirmed\b", r"already confirmed", r"确认", r"已经确认")
 # agent
@@ -141,7 +142,8 @@ _LOWER_ASK = _rx(r"\blower\b", r"\bfurther\b", r"a bit more", r"\bgo down\b", r"
 _TAKES = _rx(r"\bworks\b", r"\bdeal\b", r"\bagreed?\b", r"\baccept", r"\bperfect\b", r"\bgreat\b", r"\bwonderful\b",
              r"\bit is\b", r"\bgo with\b", r"\bthank you\b", r"没问题", r"可以", r"就按", r"太好了", r"好的")
 _WORD = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
-_CONFIRMING = _rx(r"\b(to|just to|let me|I'?d like to) confirm\b", r"\bconfirming\b", r"确认一下", r"跟您确认", r"再确认")
+_CONFIRMING = _rx(r"\b(to|just to|let me|I'?d like to) confirm\b", r"\bconfirming\b",
+                  r"确认一下", r"跟您确认", r"再确认")
 
 
 def _trigrams(text: str) -> set[tuple[str, ...]]:

@@ -594,7 +594,7 @@ def write_report(run_dir: Path, steps: pa.Table | str | Path | None, evals: Mapp
     cols = load_steps(steps) if steps is not None else {}
     n_steps = int(cols[COLUMNS.step].size) if COLUMNS.step in cols else 0
     manifest = _manifest_line(Path(run_dir))
-    parts = [f"# repo-ray run report\n",
+    parts = ["# repo-ray run report\n",
              f"Run directory: `{run_dir}`{'; ' + manifest if manifest else ''}; written "
              f"{_dt.datetime.now().astimezone().isoformat(timespec='seconds')}.\n"]
 

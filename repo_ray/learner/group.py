@@ -286,7 +286,8 @@ class _DeepSpeedRank:
         files: dict[str, bytes] = {}
         with self._gathered(self.policy.module):
             files[f"{POLICY_DIR}/{ADAPTER_WEIGHTS}"] = adapter_bytes(self.policy.module)
-            files[f"{POLICY_DIR}/{ADAPTER_CONFIG}"] = json.dumps(peft_config_dict(self.policy.module), indent=2).encode()
+            peft_json = json.dumps(peft_config_dict(self.policy.module), indent=2)
+            files[f"{POLICY_DIR}/{ADAPTER_CONFIG}"] = peft_json.encode()
         files[OPTIMIZER_FILE.format(model="policy")] = st_save(self._optimizer_tensors(self.policy))
         if self.value is not None:
             with self._gathered(self.value.module):
@@ -308,7 +309,8 @@ class _DeepSpeedRank:
 
         state = json.loads(files[STATE_FILE])
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{STATE_FILE}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+            raise CheckpointError(
+                f"{STATE_FILE}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         with self._gathered(self.policy.module):
             set_peft_model_state_dict(self.policy.module, st_load(files[f"{POLICY_DIR}/{ADAPTER_WEIGHTS}"]))
         self._restore(self.policy, st_load(files[OPTIMIZER_FILE.format(model="policy")]), state["optimizer_steps"])

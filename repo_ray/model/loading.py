@@ -19,8 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from repo_ray.config import ModelConfig
-from repo_ray.model.cache import TinyModelPaths
 from repo_ray.errors import ModelLoadError
+from repo_ray.model.cache import TinyModelPaths
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -82,9 +82,8 @@ def test_eval_decoding_is_greedy_by_default_and_sampled_at_its_own_temperature()
 
 
 def test_evaluation_has_no_horizon_of_its_own():
-    from repo_ray.errors import ConfigError
-
     from repo_ray.config import config_from_dict
+    from repo_ray.errors import ConfigError
 
     with pytest.raises(ConfigError, match="eval.max_turns is gone: evaluation plays rollout.max_turns"):
         config_from_dict({"eval": {"max_turns": 4}})

@@ -15,15 +15,14 @@ import pytest
 import torch
 
 from repo_ray.config import RepoRayConfig
-from repo_ray.errors import ModelLoadError
 from repo_ray.domain.schemas import load_rows
+from repo_ray.errors import ModelLoadError
 from repo_ray.learner.models import build_policy
 from repo_ray.model import load_policy, merge_adapter
 from repo_ray.model.adapters import load_adapter_update, probe_logprob
 from repo_ray.pipeline.placement import start_learner_group
 from repo_ray.types import Message, Role
 from tests.learner.conftest import LORA, learner_config, reward
-
 
 # Adam normalises each gradient element by its own running scale, so float summation-order
 # noise in a near-zero gradient element shows up in the update; 1e-5 is 0.2 % of the test

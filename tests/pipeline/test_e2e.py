@@ -7,7 +7,6 @@ import re
 import time
 import urllib.request
 
-import pyarrow.parquet as pq
 import pytest
 
 from repo_ray.pipeline.rundir import RunDir
