@@ -179,8 +179,9 @@ class RewardPool:
                 SOURCE_RM: self._ask(lambda: self.rm.score(trajectory), t.rm_s, retries)
             }
             if SOURCE_RULES in self.cfg.sources:
-                checker = next(self.checkers)
-                calls[SOURCE_RULES] = self._ask(lambda: checker.check.remote(trajectory, scenario), t.rules_s, retries)
+                # checkers are interchangeable (pure): a re-ask after one died goes to the next one
+                calls[SOURCE_RULES] = self._ask(lambda: next(self.checkers).check.remote(trajectory, scenario),
+                                                t.rules_s, retries)
             if SOURCE_JUDGE in self.cfg.sources:
                 ctx = JudgeContext.from_trajectory(trajectory, scenario)
                 calls[SOURCE_JUDGE] = self._ask(lambda: self.judge.score.remote(ctx), t.judge_s, retries)

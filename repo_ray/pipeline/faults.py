@@ -96,14 +96,15 @@ def _replaced(info: ActorInfo) -> bool:
     return info.state == "DEAD" and "INTENDED" not in text and "RAY_KILL" not in text
 
 
-# the deaths the RL loop sees itself (a failed call) and records as events
-SEEN_BY_THE_LOOP = (KIND_ROLLOUT, KIND_POOL, KIND_LEARNER)
+# a learner rank is not restarted but rebuilt by the loop, which records that itself
+SEEN_BY_THE_LOOP = (KIND_LEARNER,)
 
 
 class ActorWatch:
-    """Polled by the driver once per step: new restarts per kind since the last poll, for the
-    kinds the loop does not see die itself (SEEN_BY_THE_LOOP). Best effort: without the
-    dashboard it reports nothing (the in-actor counters still count)."""
+    """Polled by the driver once per step: new restarts per kind since the last poll (a
+    rebuilt learner group is the loop's to record). Best effort: without the dashboard it
+    reports nothing (the in-actor counters still count; the loop still records what it
+    resubmitted)."""
 
     def __init__(self, run_id: str, app_name: str | None = None) -> None:
         import ray

@@ -102,7 +102,7 @@ class Event:
     """Something the run survived or flagged (the report's "Faults and alerts" section)."""
 
     step: int
-    kind: str  # restart | rescored | rollback | alert
+    kind: str  # restart (seen by Ray's state API, or the learner's rebuild) | resubmit | rollback | alert
     actor: str  # actor kind (placement.RESTART_KINDS) or the alert's name
     detail: str
     time_s: float = 0.0
@@ -347,8 +347,8 @@ class RLLoop:
             log.warning("rollout worker %s failed (%s); resubmitting its %d episodes", worker_id,
                         type(err).__name__, len(chunk.episode_ids))
             if not chunk.control:
-                self._event("restart", "rollout", f"{worker_id} died; chunk {chunk.chunk_id} resubmitted "
-                                                  f"({len(chunk.episode_ids)} episodes)")
+                self._event("resubmit", "rollout", f"{worker_id} died; chunk {chunk.chunk_id} resubmitted "
+                                                   f"({len(chunk.episode_ids)} episodes)")
                 self._repush_if_restarted(worker_id)
             self.retry.append((worker_id, chunk))
             return
@@ -403,11 +403,12 @@ class RLLoop:
                 self._pool_outage = set(self.rewards)
                 log.warning("RewardPool failed (%s); resubmitting the %d samples it was scoring", type(err).__name__,
                             len(self.rewards) + 1)
-                self._event("restart", "reward_pool", f"pool died with {len(self.rewards) + 1} samples in flight; "
-                                                      "each resubmitted")
+                self._event("resubmit", "reward_pool", f"pool died with {len(self.rewards) + 1} samples in flight; "
+                                                       "each resubmitted")
                 wait_for_actor(self.pool)
             if not control:
                 self.resubmits[trajectory.sample_id] = self.resubmits.get(trajectory.sample_id, 0) + 1
+                record("repo_ray_rescored_total", kind="reward_pool")
             self.rewards[self.pool.score.remote(trajectory, scenario)] = (trajectory, control, scenario)
             return
         if not control and reward.rescored:
@@ -419,8 +420,6 @@ class RLLoop:
         ev = Event(self.state.step, kind, actor, detail, round(time.perf_counter() - self.started, 2))
         self.events.append(ev)
         self.pending_events.append(ev)
-        if kind == "rescored":
-            record("repo_ray_rescored_total", kind=actor)
 
     def _accept(self, sample: _Sample, control: bool = False) -> None:
         """File a scored sample: control, masked (its GRPO group dropped), or buffered."""

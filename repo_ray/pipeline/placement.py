@@ -23,10 +23,11 @@ repo_ray_actor_restarts_total{kind}, logged in one line and listed in the report
 - RewardPool (reward_pool): Ray restarts it; every score request in flight fails in the
   driver, which waits for the pool to answer again and resubmits each of those samples
   (RLLoop._on_reward). The ledger's `rescored` column counts the re-scorings of a sample.
-- RM scorer (rm_scorer) and rule checker (rule_checker): Ray restarts them; the pool asks the
-  restarted actor again for every sample it had in flight, until that source's deadline
-  (reward.timeouts.rm_s / rules_s; pool.RewardPool._ask). Only past the deadline is the
-  source a failure (status error or timeout) and the sample masked, as any failed source.
+- RM scorer (rm_scorer) and rule checker (rule_checker): Ray restarts them; the pool asks
+  again for every sample it had in flight (the restarted RM scorer; the next rule checker, as
+  they are interchangeable), until that source's deadline (reward.timeouts.rm_s / rules_s;
+  pool.RewardPool._ask). Only past the deadline is the source a failure (status error or
+  timeout) and the sample masked, as any failed source.
 - judge replica (judge_replica): Serve replaces it; a request it held ends in the pool as a
   failed judge source (masked, or `partial`), never a 0.
 - judge limiter (judge_limiter): Ray restarts it with the spend it had (calls, tokens,

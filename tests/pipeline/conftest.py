@@ -3,6 +3,7 @@ sync run that reuses its data, SFT model and reward model."""
 
 from __future__ import annotations
 
+import collections
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,16 +183,16 @@ def run_rl_only(base: PipelineRun, run_dir: Path, mode: str, max_steps: int, res
 
 
 # the kinds the chaos run kills, by the step after whose checkpoint each dies (SIGKILL by pid)
-CHAOS_KILLS = {1: ("rollout", "reward_pool"), 2: ("rule_checker", "rm_scorer"), 3: ("judge_replica", "judge_limiter"),
-               4: ("learner",)}
-CHAOS_STEPS = 6
+CHAOS_KILLS = {1: ("rollout", "reward_pool", "rule_checker"), 2: ("rm_scorer", "judge_replica", "judge_limiter"),
+               3: ("learner",)}
+CHAOS_STEPS = 4
 
 
 @pytest.fixture(scope="session")
 def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
     """One async RL run (reusing the shared run's data, SFT and RM) in which every actor kind
-    of a run is killed once by process id: two kinds after each of steps 1-3, a learner rank
-    after step 4; six steps, a checkpoint after every step (the default)."""
+    of a run is killed once by process id: three kinds after each of steps 1 and 2, a learner
+    rank after step 3; four steps, a checkpoint after every step (the default)."""
     from repo_ray.pipeline.faults import kill_one
     from repo_ray.pipeline.rundir import RunDir
     from repo_ray.pipeline.train import run_id_for
@@ -217,7 +218,11 @@ def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
     run = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, on_step=on_step, cfg=cfg)
     run.killed, run.metrics_pages = killed, pages
     run.summary["wall_s"] = round(time.perf_counter() - t0, 1)
-    print(f"chaos run: {run.summary['wall_s']} s")  # its share of the suite (pytest -s shows it)
+    ledger = RunDir(str(run_dir)).read_parquet_dir("rl", "ledger").to_pylist()
+    fates = collections.Counter(r["fate"] for r in ledger)
+    masked = collections.Counter(r["reason"].split(":")[0][:30] for r in ledger if r["fate"] == "masked")
+    print(f"chaos run: {run.summary['wall_s']} s; {dict(fates)}; re-scored {sum(r['rescored'] > 0 for r in ledger)}; "
+          f"masked by {dict(masked)}")  # its share of the suite and what it cost (pytest -s shows it)
     return run
 
 

@@ -76,6 +76,7 @@ def test_the_events_and_the_report_list_every_restart(chaos_run, tmp_path):
     restarted = {e["actor"] for e in events if e["kind"] == "restart"}
     assert restarted >= set(RESTART_KINDS), restarted
     assert any(e["kind"] == "rollback" for e in events)
+    assert {e["actor"] for e in events if e["kind"] == "resubmit"} >= {"rollout"}  # the loop's own resubmissions
     text = faults_markdown(chaos_run.run_dir)
     for kind in RESTART_KINDS:
         assert f"restart {kind} x" in text, kind
