@@ -70,11 +70,14 @@ def run_actors(run_id: str | None = None, job_id: str | None = None, alive_only:
     """Actors of one run: named ones carry the run id; unnamed ones (RewardPool, rule
     checkers) belong to the driver's job; replicas to the judge app of the run. Needs the
     Ray dashboard (the state API)."""
+    import ray
     from ray.util.state import list_actors
 
     filters = [("state", "=", "ALIVE")] if alive_only else None
+    # the connected cluster's address: with none, the state API refuses when several local clusters run
+    address = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
     out = []
-    for a in list_actors(filters=filters, limit=10_000, detail=True, raise_on_missing_output=False):
+    for a in list_actors(address=address, filters=filters, limit=10_000, detail=True, raise_on_missing_output=False):
         a = a if isinstance(a, dict) else a.__dict__
         kind = kind_of(a.get("class_name") or "")
         if kind is None:
