@@ -109,9 +109,17 @@ def winners(evals: Mapping[str, PolicyEval], keys: Sequence[str] = HEADLINE) -> 
     return out
 
 
-def winners_markdown(wins: Sequence[Win]) -> str:
+def winners_markdown(wins: Sequence[Win], keys: Sequence[str] = HEADLINE) -> str:
+    """The winners table; a headline metric no method has a value for (e.g. price reached vs
+    target when no dialogue reached a deal) gets a row that says so rather than vanishing."""
     lines = ["| metric | best | value [CI] | runner-up | best - runner-up [CI] | separated? |",
              "|---|---|---|---|---|---|"]
+    won = {w.key for w in wins}
+    for key in keys:
+        if key not in won:
+            spec = METRICS[key]
+            lines.append(f"| {spec.label} {'↑' if spec.higher_is_better else '↓'} | - | "
+                         "no method has a value | - | - | no |")
     for w in wins:
         spec = METRICS[w.key]
         lines.append(

