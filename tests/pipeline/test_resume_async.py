@@ -12,7 +12,7 @@ import pytest
 
 from repo_ray.pipeline.rundir import RunDir
 
-from .conftest import run_rl_only
+from .conftest import run_rl_only, tiny_pipeline_config
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -23,6 +23,9 @@ class Killed(Exception):
 
 def test_async_resume_plays_the_pending_chunks_again_and_counts_every_sample_once(pipeline_run, tmp_path):
     run_dir = tmp_path / "async-resumed"
+    # a checkpoint after every step (the default; the shared run's config checkpoints every 2)
+    cfg = tiny_pipeline_config(pipeline_run.cfg.model.cache_dir, pipeline__mode="async", learner__max_steps=2,
+                               pipeline__checkpoint_every=1)
     rd = RunDir(str(run_dir))
     seen_before: dict[str, str] = {}
 
@@ -32,12 +35,12 @@ def test_async_resume_plays_the_pending_chunks_again_and_counts_every_sample_onc
             raise Killed
 
     with pytest.raises(Killed):
-        run_rl_only(pipeline_run, run_dir, mode="async", max_steps=2, on_step=die_after_checkpoint)
+        run_rl_only(pipeline_run, run_dir, mode="async", max_steps=2, on_step=die_after_checkpoint, cfg=cfg)
     state = rd.read_json("rl", "checkpoints", "latest.json")
     assert state["step"] == 1 and state["pending"], state  # async: work was in flight at the checkpoint
     pending_episodes = {f"e{i:07d}" for _, start, stop, _ in state["pending"] for i in range(start, stop)}
 
-    resumed = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=2, resume=True)
+    resumed = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=2, resume=True, cfg=cfg)
     assert resumed.summary["rl_steps"] == 2
     ledger = rd.read_parquet_dir("rl", "ledger").to_pylist()
     ids = [r["sample_id"] for r in ledger]
