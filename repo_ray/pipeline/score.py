@@ -112,18 +112,9 @@ def _scenario(value: Any) -> Scenario:
 
 def parse_line(text: str, line: int) -> ScoreRequest:
     """The request of one input line; raises ValueError with a one-line reason when malformed."""
-    if not text.strip():
-        raise ValueError("empty line")
-    from reward_actors.rules.check import MAX_LINE_CHARS
+    from reward_actors.rules.check import json_object_line
 
-    if len(text) > MAX_LINE_CHARS:  # untrusted input: bounded before JSON, tokenizer and regex rules see it
-        raise ValueError(f"{len(text):,} characters, at most {MAX_LINE_CHARS:,} per line")
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"invalid JSON: {err.msg} at column {err.colno}") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    record = json_object_line(text)  # untrusted: bounded before JSON, tokenizer and regex rules see it
     for key in ("scenario", "context", "response"):
         if key not in record:
             raise ValueError(f"missing field {key!r}")

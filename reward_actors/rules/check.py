@@ -33,10 +33,9 @@ class CheckSummary:
     malformed: int
 
 
-def check_line(line: str, weights: Mapping[str, float], overlength_chars: int = 600) -> dict[str, Any]:
-    """The output object of one input line; raises ValueError with a one-line reason when malformed."""
-    if line == _NOT_UTF8:
-        raise ValueError("not UTF-8 text")
+def json_object_line(line: str) -> dict[str, Any]:
+    """One untrusted JSONL line as a JSON object, bounded before the parser sees it (also
+    `repo-ray score`'s reader); raises ValueError with a one-line reason."""
     if not line.strip():
         raise ValueError("empty line")
     if len(line) > MAX_LINE_CHARS:
@@ -47,6 +46,14 @@ def check_line(line: str, weights: Mapping[str, float], overlength_chars: int = 
         raise ValueError(f"invalid JSON: {err.msg} at column {err.colno}") from None
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def check_line(line: str, weights: Mapping[str, float], overlength_chars: int = 600) -> dict[str, Any]:
+    """The output object of one input line; raises ValueError with a one-line reason when malformed."""
+    if line == _NOT_UTF8:
+        raise ValueError("not UTF-8 text")
+    record = json_object_line(line)
     if "response" not in record:
         raise ValueError("missing field 'response'")
     response = record["response"]
