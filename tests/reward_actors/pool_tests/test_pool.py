@@ -10,14 +10,14 @@ from repo_ray.algos import enhance_reward, enhancement
 from repo_ray.config import RepoRayConfig
 from repo_ray.domain.schemas import load_rows
 from reward_actors.pool import rule_source_result
-from tests.reward_actors.rm_tests.conftest import TEST_RM, pairs, rm_cfg, tokenizer, trained_rm  # noqa: F401
+from tests.reward_actors.conftest import TEST_RM
 from tests.reward_actors.rm_tests.helpers import trajectory
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def stack(ray_local, trained_rm, domain_model_cfg):  # noqa: F811
+def stack(ray_local, trained_rm, domain_model_cfg):
     from repo_ray.pipeline.placement import deploy_judge_pool, start_reward_pool, start_rm_scorer
     from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
 
@@ -43,7 +43,7 @@ def stack(ray_local, trained_rm, domain_model_cfg):  # noqa: F811
     srv.stop()
 
 
-def test_pool_scores_every_sample_with_all_three_sources(stack, data_dir, tokenizer, trained_rm, ray_local):  # noqa: F811
+def test_pool_scores_every_sample_with_all_three_sources(stack, data_dir, tokenizer, trained_rm, ray_local):
     from reward_actors.judge.prompt import JudgeContext
     from reward_actors.rm.scorer import RewardModelScorer
 
@@ -68,7 +68,7 @@ def test_pool_scores_every_sample_with_all_three_sources(stack, data_dir, tokeni
     assert any(r.e_func < 0 for r in results) and len({r.r_total for r in results}) > 1
 
 
-def test_judge_failure_masks_or_goes_partial_and_is_never_a_zero(stack, data_dir, tokenizer, ray_local):  # noqa: F811
+def test_judge_failure_masks_or_goes_partial_and_is_never_a_zero(stack, data_dir, tokenizer, ray_local):
     cfg, srv, judge, pools = stack
     p = load_rows("preference", data_dir).rows[5]
     t = trajectory(tokenizer, p, p.chosen, "fail")

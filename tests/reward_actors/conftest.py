@@ -1,4 +1,5 @@
-"""One reward model trained on the `data_dir` pairs, shared by the RM tests (a few seconds)."""
+"""One reward model trained on the `data_dir` pairs, shared by the RM and reward-pool tests
+(built once per test run: a fixture imported into a test module would be built again there)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def tokenizer(domain_models):
 
 
 @pytest.fixture(scope="package", autouse=True)
-def one_torch_thread():
+def one_torch_thread():  # every reward_actors test
     """One torch thread for these tests: on 2 shared cores, intra-op threads of a tiny model
     mostly spin (measured 3-5x the CPU time for the same training run under load)."""
     threads = torch.get_num_threads()
