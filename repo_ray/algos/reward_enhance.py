@@ -2,17 +2,29 @@
 
 Also the z-scoring of raw RM scores against a reference set, so that the sign of
 R_model means "better / worse than typical" before it is enhanced.
+
+Floats or tensors: torch is imported only where a tensor is made (`RMNormalizer.fit`), so the
+reward side's light actors (the pool, which combines the sources) load no torch.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-Score = float | torch.Tensor
+    Score = float | torch.Tensor  # annotations only (they are never evaluated at run time)
+
+
+def _is_tensor(x: object) -> bool:
+    """True for a torch tensor; without torch imported nothing is one."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _check_n(n: float) -> None:
@@ -33,7 +45,7 @@ def enhancement(e_judge: Score, e_func: Score, n: float = 100.0) -> Score:
     """
     _check_n(n)
     total = e_judge + e_func
-    if isinstance(total, torch.Tensor):
+    if _is_tensor(total):
         return total.clamp(-n, n)
     return float(min(max(total, -n), n))
 
@@ -59,7 +71,7 @@ def enhance_reward(r_model: Score, e_judge: Score, e_func: Score, n: float = 100
     """
     e_enh = enhancement(e_judge, e_func, n)
     total = r_model + abs(r_model) * e_enh / n
-    return total if isinstance(total, torch.Tensor) else float(total)
+    return total if _is_tensor(total) else float(total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,8 @@ class RMNormalizer:
             reference_scores: raw RM scores of a reference set, any shape (flattened), >= 2 of them.
             eps: floor of the std, so a constant reference set does not divide by zero.
         """
+        import torch
+
         x = torch.as_tensor(reference_scores, dtype=torch.float64).flatten()
         if x.numel() < 2:
             raise ValueError(f"RMNormalizer.fit needs at least 2 reference scores, got {x.numel()}")
@@ -96,4 +110,4 @@ class RMNormalizer:
     def __call__(self, scores: Score) -> Score:
         """Z-scored scores: a float for a float, a tensor of the same shape for a tensor."""
         z = (scores - self.mean) / self.std
-        return z if isinstance(z, torch.Tensor) else float(z)
+        return z if _is_tensor(z) else float(z)
