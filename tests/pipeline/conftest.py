@@ -132,6 +132,38 @@ def metrics_page() -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
+@dataclass
+class Served:
+    """A metrics page read with prometheus_client's text parser: each sample name's family
+    kind and its samples (a counter's `_total`, a histogram's `_bucket`/`_sum`/`_count`)."""
+
+    kinds: dict[str, str]
+    samples: dict[str, list[Any]]
+
+    def kind_of(self, name: str) -> str | None:
+        """The kind under which metric `name` (telemetry.METRICS spelling, without `ray_`) is served."""
+        return next((self.kinds[f"ray_{name}{s}"] for s in ("", "_count") if f"ray_{name}{s}" in self.kinds), None)
+
+    def summed(self, sample: str, label: str) -> dict[str, float]:
+        """`sample`'s values summed per value of `label` (one series per reporting process)."""
+        out: dict[str, float] = collections.defaultdict(float)
+        for s in self.samples.get(sample, []):
+            out[s.labels.get(label, "")] += s.value
+        return dict(out)
+
+
+def parse_metrics(body: str) -> Served:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    kinds: dict[str, str] = {}
+    samples: dict[str, list[Any]] = collections.defaultdict(list)
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            kinds[s.name] = family.type
+            samples[s.name].append(s)
+    return Served(kinds, dict(samples))
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("pipeline-model-cache"))
@@ -163,10 +195,27 @@ def pipeline_run(ray_local, tmp_path_factory, model_cache) -> PipelineRun:
     return run
 
 
+SYNC_STEPS = 2
+
+
+def sync_config(cache_dir: str) -> RepoRayConfig:
+    """The shared config in sync mode with a checkpoint every step, plus a plug-in rule and
+    rubric item loaded by import path (tests/plugin_rules.py; test_plugin_rewards.py checks
+    they ran in the actors)."""
+    return tiny_pipeline_config(
+        cache_dir, pipeline__mode="sync", learner__max_steps=SYNC_STEPS, pipeline__checkpoint_every=1,
+        pipeline__frozen_control=False, rollout__num_workers=1,  # fewer actors to start: the async run has both
+        reward__extra_rules=["tests.plugin_rules:flags_every_reply"],
+        judge__extra_items=[{"name": "plugin_item", "prompt": "a test item", "weight": 2.0,
+                             "heuristic": "tests.plugin_rules:minus_five"}],
+    )
+
+
 @pytest.fixture(scope="session")
 def sync_run(pipeline_run, tmp_path_factory) -> PipelineRun:
-    """The same config in sync mode, 3 steps, reusing the async run's data, SFT and RM."""
-    return run_rl_only(pipeline_run, tmp_path_factory.mktemp("sync") / "run", mode="sync", max_steps=3)
+    """The sync run: sync_config, 2 steps, reusing the async run's data, SFT and RM."""
+    return run_rl_only(pipeline_run, tmp_path_factory.mktemp("sync") / "run", mode="sync", max_steps=SYNC_STEPS,
+                       cfg=sync_config(pipeline_run.cfg.model.cache_dir))
 
 
 def run_rl_only(base: PipelineRun, run_dir: Path, mode: str, max_steps: int, resume: bool = False,
@@ -257,6 +306,7 @@ def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
     cfg = tiny_pipeline_config(
         pipeline_run.cfg.model.cache_dir, learner__max_steps=len(JUDGE_FAULTS) + 1, learner__rl_epochs=3,
         pipeline__mode="sync", pipeline__frozen_control=False, pipeline__alert_masked_share=ALERT_SHARE,
+        rollout__num_workers=1,
         reward__timeouts={"judge_s": 3.0}, judge__timeout_s=1.0, judge__max_retries=1,
         judge__backoff_max_s=1.0,
     )
@@ -291,6 +341,8 @@ def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
     finally:
         side.close()
     wall = round(time.perf_counter() - t0, 1)
-    print(f"judge fault run: {wall} s")
+    steps = rd.read_parquet_dir("rl", "steps").to_pylist()
+    shares = ", ".join(f"{fault_at.get(r['step'], 'calm')} {r['masked']}/{r['samples']}" for r in steps)
+    print(f"judge fault run: {wall} s; masked per step: {shares}")  # pytest -s shows it
     return FaultRun(PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts,
                                                "wall_s": wall}), fault_at)

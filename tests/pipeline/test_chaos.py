@@ -15,7 +15,7 @@ from repo_ray.pipeline.placement import RESTART_KINDS
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.pipeline.runlog import read_events
 
-from .conftest import CHAOS_KILLS, CHAOS_STEPS, metrics_page
+from .conftest import CHAOS_KILLS, CHAOS_STEPS, metrics_page, parse_metrics
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -51,12 +51,8 @@ def test_the_ledger_holds_every_sample_once_and_no_episode_is_lost(chaos_run):
 
 
 def test_the_metrics_count_a_restart_of_every_kind(chaos_run):
-    def counts(body: str) -> dict[str, float]:
-        out: dict[str, float] = collections.defaultdict(float)
-        for kind, v in re.findall(r'^ray_repo_ray_actor_restarts_total\{[^}]*kind="(\w+)"[^}]*\} ([0-9.e+]+)$',
-                                  body, re.M):
-            out[kind] += float(v)  # one series per reporting process: summed
-        return out
+    def counts(body: str) -> dict[str, float]:  # one series per reporting process: summed
+        return parse_metrics(body).summed("ray_repo_ray_actor_restarts_total", "kind")
 
     deadline = time.time() + 30
     while True:

@@ -27,9 +27,16 @@ def compared(pipeline_run, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("compare") / "run"
     src = pipeline_run.run_dir
     shutil.copytree(src, run_dir, ignore=lambda d, names: ["rl"] if d == str(src) else [])
-    cfg = tiny_pipeline_config(pipeline_run.cfg.model.cache_dir, learner__max_steps=1, learner__dpo__epochs=1)
-    summary = compare(cfg, str(run_dir), progress=False)
+    cfg = tiny_pipeline_config(pipeline_run.cfg.model.cache_dir, learner__max_steps=1, learner__dpo__epochs=1,
+                               rollout__num_workers=1)
+    summary = compare(cfg, str(run_dir), parse_methods(",".join(TESTED)), progress=False)
     return cfg, run_dir, summary
+
+
+# Every kind of method (base, SFT, DPO, the RL baselines, REPO) and one ablation: the other
+# ablations are presets of the same RL path (test_method_presets_... checks them), and each
+# RL method costs a learner and rollout fleet start-up in the suite.
+TESTED = ("base", "sft", "dpo", "ppo", "grpo", "repo", "repo_rm")
 
 
 def test_method_presets_set_algorithm_sources_and_one_final_checkpoint():
@@ -57,8 +64,8 @@ def test_unknown_method_is_a_one_line_error():
 def test_every_rl_method_trained_the_same_budget_and_logged_its_rewards(compared):
     cfg, run_dir, _ = compared
     budget = sample_budget(cfg)
-    for name, m in METHODS.items():
-        if m.kind != "rl":
+    for name in TESTED:
+        if METHODS[name].kind != "rl":
             continue
         steps = RunDir(str(run_dir / "methods" / name)).read_parquet_dir("rl", "steps").to_pylist()
         assert sum(s["samples"] for s in steps) == budget, name
@@ -72,12 +79,13 @@ def test_report_holds_every_method_ablation_and_metric_in_markdown_and_html(comp
     md = (run_dir / "compare" / "compare.md").read_text()
     page = (run_dir / "compare" / "compare.html").read_text()
     methods_table = md.split("## Methods")[1].split("## Who won what")[0]
-    for name, m in METHODS.items():
+    for name in TESTED:
+        m = METHODS[name]
         assert re.search(rf"^\| {name} \| {'ablation: ' if m.ablation else ''}", methods_table, re.M), name
     heldout = md.split("## Held-out evaluation")[1].split("### Paired gain")[0]
     assert heldout.index("### Ground truth") < heldout.index("### Judged")  # ground truth leads
     header = next(line for line in heldout.splitlines() if line.startswith("| metric |"))
-    assert [c.strip() for c in header.strip("|").split("|")][1:] == [*METHODS, "expert"]  # + the ceiling row
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == [*TESTED, "expert"]  # + the ceiling row
     assert re.search(r"^\| expert \| scripted expert", methods_table, re.M)
     for spec in METRICS.values():
         assert spec.label in heldout, spec.label
@@ -92,7 +100,7 @@ def test_report_holds_every_method_ablation_and_metric_in_markdown_and_html(comp
         assert (run_dir / "compare" / png).stat().st_size > 1000
         assert f"({png})" in md
     assert "<table>" in page and page.count("data:image/png;base64,") == 3 and 'src="compare_' not in page
-    assert summary["methods"] == list(METHODS)
+    assert summary["methods"] == list(TESTED)
 
 
 def test_a_second_compare_reuses_every_stage(compared):

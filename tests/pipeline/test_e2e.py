@@ -11,7 +11,7 @@ import pytest
 
 from repo_ray.pipeline.rundir import RunDir
 
-from .conftest import metrics_page, run_rl_only
+from .conftest import SYNC_STEPS, metrics_page, parse_metrics, run_rl_only
 
 # one shared tiny run (SFT, RM, 4 RL steps, a killed worker) is built by the first test
 pytestmark = pytest.mark.timeout(900)
@@ -47,7 +47,7 @@ def test_async_lag_equals_staleness_and_sync_lag_is_zero(pipeline_run, sync_run)
     async_steps = table(pipeline_run.run_dir, "rl", "steps").to_pylist()
     assert max(r["max_staleness"] for r in async_steps) == pipeline_run.cfg.pipeline.max_staleness == 1
     sync_steps = table(sync_run.run_dir, "rl", "steps").to_pylist()
-    assert len(sync_steps) == 3 and max(r["max_staleness"] for r in sync_steps) == 0
+    assert len(sync_steps) == SYNC_STEPS and max(r["max_staleness"] for r in sync_steps) == 0
     log = table(pipeline_run.run_dir, "rl", "trajectories").to_pylist()
     lags = [r["step"] - r["adapter_version"] for r in log if r["fate"] == "trained"]
     assert max(lags) == 1 and min(lags) == 0
@@ -83,13 +83,14 @@ def test_metrics_endpoint_serves_repo_ray_series(pipeline_run, ray_local):
         if "ray_repo_ray_samples_total" in body and "ray_repo_ray_judge_requests_total" in body:
             break
         time.sleep(2)
-    for series in ("ray_repo_ray_samples_total", "ray_repo_ray_judge_requests_total",
-                   "ray_repo_ray_learner_step_seconds"):
-        assert series in body, series
+    served = parse_metrics(body)
+    for name, kind in (("repo_ray_samples_total", "counter"), ("repo_ray_judge_requests_total", "counter"),
+                       ("repo_ray_learner_step_seconds", "histogram")):
+        assert served.kind_of(name) == kind, name
     # gauges leave the endpoint ~20 s after their last set: they were read during the run
-    during = "".join(pipeline_run.metrics_pages)
-    for gauge in ("ray_repo_ray_adapter_version", "ray_repo_ray_staleness", "ray_repo_ray_reward_mean"):
-        assert gauge in during, gauge
+    during = [parse_metrics(page) for page in pipeline_run.metrics_pages]
+    for gauge in ("repo_ray_adapter_version", "repo_ray_staleness", "repo_ray_reward_mean"):
+        assert any(d.kind_of(gauge) == "gauge" for d in during), gauge
 
 
 def test_every_series_the_grafana_dashboard_reads_is_served_as_its_kind(pipeline_run, ray_local):
@@ -132,46 +133,47 @@ def test_every_series_the_grafana_dashboard_reads_is_served_as_its_kind(pipeline
     port = global_worker.node.metrics_export_port
     deadline = time.time() + 30
     while True:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        kinds = dict(re.findall(r"^# TYPE (ray_repo_ray_\w+) (\w+)$", body, re.M))
-        outcomes = set(re.findall(r'^ray_repo_ray_judge_requests_total\{[^}]*status="(\w+)"', body, re.M))
+        served = parse_metrics(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+        outcomes = served.summed("ray_repo_ray_judge_requests_total", "status")
         events["repo_ray_judge_rate_limited_total"] = "rate_limited" in outcomes
         required = expected | {n for n, happened in events.items() if happened and n in wanted}
-        missing = {n for n in required if f"ray_{n}" not in kinds}
+        missing = {n for n in required if served.kind_of(n) is None}
         if not missing or time.time() > deadline:
             break
         time.sleep(2)
     assert not missing, f"the dashboard reads series this run does not serve: {sorted(missing)}"
     for name in required:
-        assert kinds[f"ray_{name}"] == METRICS[name].kind, name
-    served = set(re.findall(r"^(ray_repo_ray_\w+)[{ ]", body, re.M))
+        assert served.kind_of(name) == METRICS[name].kind, name
     for name in required:  # a counter keeps its single _total; a histogram serves its three series
         suffixes = ("_bucket", "_sum", "_count") if METRICS[name].kind == "histogram" else ("",)
-        assert {f"ray_{name}{s}" for s in suffixes} <= served, name
+        assert {f"ray_{name}{s}" for s in suffixes} <= set(served.samples), name
 
 
 def test_resume_after_a_kill_repeats_the_next_step_exactly(sync_run, pipeline_run, tmp_path):
     class Killed(Exception):
         pass
 
+    last = SYNC_STEPS - 1  # the log's step is the learner version a sample met its fate at
+
     def kill_after_checkpoint(lp, record):
-        if record.step == 2:  # the checkpoint of step 2 is written; step 3 dies in flight
+        if record.step == last:  # that step's checkpoint is written; the last step dies in flight
             raise Killed
 
     run_dir = tmp_path / "resumed"
     with pytest.raises(Killed):
-        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=3, on_step=kill_after_checkpoint)
-    resumed = run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=3, resume=True)
-    assert resumed.summary["rl_steps"] == 3
+        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, on_step=kill_after_checkpoint,
+                    cfg=sync_run.cfg)
+    resumed = run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, resume=True, cfg=sync_run.cfg)
+    assert resumed.summary["rl_steps"] == SYNC_STEPS
 
-    def step3(run):  # the log's step is the learner version a sample met its fate at: 2 in the third step
+    def last_step(run):
         rows = table(run.run_dir, "rl", "trajectories").to_pylist()
-        return sorted((r["sample_id"], r["r_total"]) for r in rows if r["step"] == 2 and r["fate"] == "trained")
+        return sorted((r["sample_id"], r["r_total"]) for r in rows if r["step"] == last and r["fate"] == "trained")
 
-    expected, got = step3(sync_run), step3(resumed)
+    expected, got = last_step(sync_run), last_step(resumed)
     assert len(expected) == sync_run.cfg.learner.batch_size
     assert [i for i, _ in got] == [i for i, _ in expected]
     assert [r for _, r in got] == pytest.approx([r for _, r in expected], abs=1e-4)
     ledger = table(run_dir, "rl", "ledger").to_pylist()
     assert len(ledger) == len({r["sample_id"] for r in ledger})
-    assert sum(r["fate"] == "trained" for r in ledger) == 3 * sync_run.cfg.learner.batch_size
+    assert sum(r["fate"] == "trained" for r in ledger) == SYNC_STEPS * sync_run.cfg.learner.batch_size

@@ -1,7 +1,7 @@
 """Plug-in rewards end to end: the example rule and rubric item change `repo-ray score`'s output,
 and a plug-in rule and item loaded by import path in the rule-checker actors and the local
-judge server change a short RL run's rewards (one sync step reusing the shared run's data,
-SFT model and reward model)."""
+judge server change an RL run's rewards (the shared sync run, which reuses the async run's data,
+SFT model and reward model and whose config loads them)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from repo_ray.cli import main
-from tests.pipeline.conftest import run_rl_only, tiny_pipeline_config
+from tests.pipeline.conftest import SYNC_STEPS
 
 pytestmark = pytest.mark.timeout(900)  # the shared run is built on first use
 
@@ -56,24 +56,18 @@ def test_the_example_plug_in_changes_repo_ray_score_output(pipeline_run, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def plugin_run(pipeline_run, tmp_path_factory):
-    cfg = tiny_pipeline_config(
-        pipeline_run.cfg.model.cache_dir, pipeline__mode="sync", pipeline__frozen_control=False,
-        learner__max_steps=1, reward__extra_rules=["tests.plugin_rules:flags_every_reply"],
-        judge__extra_items=[{"name": "plugin_item", "prompt": "a test item", "weight": 2.0,
-                             "heuristic": "tests.plugin_rules:minus_five"}],
-    )
-    run = run_rl_only(pipeline_run, tmp_path_factory.mktemp("plugins") / "run", mode="sync", max_steps=1, cfg=cfg)
+def plugin_run(sync_run):
+    """The shared sync run: its config loads a plug-in rule and rubric item (conftest.sync_config)."""
     from repo_ray.pipeline.rundir import RunDir
 
-    return run, RunDir(str(run.run_dir)).read_parquet_dir("rl", "trajectories").to_pylist()
+    return sync_run, RunDir(str(sync_run.run_dir)).read_parquet_dir("rl", "trajectories").to_pylist()
 
 
 def test_a_plug_in_rule_and_item_run_in_the_actors_and_change_a_runs_rewards(plugin_run, pipeline_run):
     from repo_ray.pipeline.rundir import RunDir
 
     run, rows = plugin_run
-    assert run.summary["rl_steps"] == 1
+    assert run.summary["rl_steps"] == SYNC_STEPS
     scored = [r for r in rows if r["rules_status"] == "ok" and r["judge_status"] == "ok"]
     assert scored and len(scored) >= len(rows) // 2
     for r in scored:

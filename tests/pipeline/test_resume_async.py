@@ -25,7 +25,7 @@ def test_async_resume_plays_the_pending_chunks_again_and_counts_every_sample_onc
     run_dir = tmp_path / "async-resumed"
     # a checkpoint after every step (the default; the shared run's config checkpoints every 2)
     cfg = tiny_pipeline_config(pipeline_run.cfg.model.cache_dir, pipeline__mode="async", learner__max_steps=2,
-                               pipeline__checkpoint_every=1)
+                               pipeline__checkpoint_every=1, pipeline__frozen_control=False)
     rd = RunDir(str(run_dir))
     seen_before: dict[str, str] = {}
 
