@@ -117,28 +117,32 @@ def stage_rl_method(cfg: RepoRayConfig, rd: RunDir, m: Method, data_dir: Path, s
     return rl.final_adapter_dir, stage.key, rl.steps
 
 
-def stage_eval(cfg: RepoRayConfig, rd: RunDir, t: Trained, data_dir: Path, data_key: str):
-    import torch
-
+def stage_evals(cfg: RepoRayConfig, rd: RunDir, trained: list[Trained], data_dir: Path, data_key: str) -> list[Any]:
+    """Each method's PolicyEval in RUN/compare/evals/NAME.json, reused when its stage key
+    matches; the others are evaluated side by side (pipeline/evaluation.evaluate_policies)."""
     from repo_ray.domain.schemas import load_rows
-    from repo_ray.eval.harness import PolicyEval, evaluate_policy
+    from repo_ray.eval.harness import PolicyEval
+    from repo_ray.pipeline.evaluation import evaluate_policies
 
-    stage = rd.stage(f"eval-{t.method.name}", t.key, data_key, cfg.eval.model_dump(mode="json"),
-                     cfg.rollout.temperature, cfg.rollout.max_new_tokens, cfg.rollout.top_p, cfg.rollout.top_k,
-                     cfg.rollout.max_turns, cfg.rollout.stop_when_settled, cfg.seed, label=f"eval {t.method.name}")
-    parts = ("compare", "evals", f"{t.method.name}.json")
-    if stage.reused(rd.path(*parts), rd.exists(*parts)):
-        return PolicyEval.from_dict(rd.read_json(*parts))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the RL actors are gone; one thread avoids oversubscribing small machines
-    try:
-        ev = evaluate_policy(t.method.name, cfg, t.model, t.tokenizer, t.adapter, load_rows("eval", data_dir).rows,
-                             load_rows("bad_cases", data_dir).rows, cfg.seed)
-    finally:
-        torch.set_num_threads(threads)
-    rd.write_json(ev.to_dict(), *parts)
-    stage.finish("evaluated", rd.path(*parts))
-    return ev
+    out: dict[str, Any] = {}
+    todo = []
+    for t in trained:
+        stage = rd.stage(f"eval-{t.method.name}", t.key, data_key, cfg.eval.model_dump(mode="json"),
+                         cfg.rollout.temperature, cfg.rollout.max_new_tokens, cfg.rollout.top_p, cfg.rollout.top_k,
+                         cfg.rollout.max_turns, cfg.rollout.stop_when_settled, cfg.seed, label=f"eval {t.method.name}")
+        parts = ("compare", "evals", f"{t.method.name}.json")
+        if stage.reused(rd.path(*parts), rd.exists(*parts)):
+            out[t.method.name] = PolicyEval.from_dict(rd.read_json(*parts))
+        else:
+            todo.append((t, stage, parts))
+    if todo:
+        evals = evaluate_policies(cfg, [(t.method.name, t.model, t.tokenizer, t.adapter) for t, _, _ in todo],
+                                  load_rows("eval", data_dir).rows, load_rows("bad_cases", data_dir).rows)
+        for t, stage, parts in todo:
+            rd.write_json(evals[t.method.name].to_dict(), *parts)
+            stage.finish("evaluated", rd.path(*parts))
+            out[t.method.name] = evals[t.method.name]
+    return [out[t.method.name] for t in trained]
 
 
 # ---------------------------------------------------------------------------- entrypoint
@@ -190,8 +194,8 @@ def compare(cfg: RepoRayConfig, run_dir: str, methods: list[Method] | None = Non
     finally:
         for side in sides:
             side.close()
-    results = [MethodResult(t.method.name, t.method.summary, t.method.kind, t.method.ablation,
-                            stage_eval(cfg, rd, t, data_dir, data_key), t.steps, t.info) for t in trained]
+    results = [MethodResult(t.method.name, t.method.summary, t.method.kind, t.method.ablation, ev, t.steps, t.info)
+               for t, ev in zip(trained, stage_evals(cfg, rd, trained, data_dir, data_key), strict=True)]
     if cfg.eval.expert_row:  # the ceiling: the data generator's scripted agent through the same harness
         from repo_ray.domain.schemas import load_rows
         from repo_ray.eval.harness import expert_row

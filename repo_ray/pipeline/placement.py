@@ -12,6 +12,11 @@ file that makes repo-ray's plain classes remote (DESIGN.md §3; the OpenRLHF lau
     learner ranks     learner.world_size       learner.num_{cpus,gpus}_per_rank   0/0 (rebuilt)    1     learner-RUN-rI
     (* rollout.max_restarts; ** judge.autoscaling.max_ongoing_requests; rI: rankI; placement group learner-RUN-pg)
 
+    task              count                    resources                          retries
+    policy evaluation 1 per evaluated policy   1 CPU (one torch thread)           0
+    (CPU clusters only, once the RL actors are gone: two cores evaluate two policies at once;
+    a driver with a GPU evaluates in-process, one policy after another)
+
 Names carry the run id (RUN; the others end in -RUN) in the namespace `repo_ray` (types.run_scoped_name).
 Ray must be initialised (ray_setup.init_ray).
 
@@ -304,3 +309,13 @@ def start_learner_group(cfg: RepoRayConfig, base_model_path: str | os.PathLike, 
         )
     placement = LearnerPlacement(group, learner_rank_options(cfg, name), want.one_node)
     return LearnerGroup(cfg, base_model_path, tokenizer_path, placement, mode=mode)
+
+
+EVAL_TASK_CPUS = 1.0
+
+
+def start_policy_eval(fn, *args) -> Any:
+    """One policy evaluation as a Ray task (see the table above); returns its ObjectRef."""
+    import ray
+
+    return ray.remote(fn).options(num_cpus=EVAL_TASK_CPUS, max_retries=0).remote(*args)

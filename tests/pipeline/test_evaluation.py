@@ -1,0 +1,34 @@
+"""The train command's evaluation stage: policies evaluated side by side as 1-CPU Ray tasks
+give what the same evaluation in-process gives (the shared run's SFT model and RL adapter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(900)  # the shared run is built on first use
+
+
+def test_policies_evaluated_as_ray_tasks_match_the_in_process_evaluation(pipeline_run, ray_local):
+    from repo_ray.domain.schemas import load_rows
+    from repo_ray.pipeline.evaluation import evaluate_one, evaluate_policies
+
+    s = pipeline_run.summary
+    sft = Path(s["sft_model"])
+    adapter = pipeline_run.run_dir / "rl" / "final_adapter"
+    assert (adapter / "adapter_config.json").is_file()
+    scenarios = load_rows("eval", s["data_dir"]).rows[:2]
+    cases = load_rows("bad_cases", s["data_dir"]).rows[:1]
+    policies = [("sft", sft, sft, None), ("repo", sft, sft, adapter)]
+    fanned = evaluate_policies(pipeline_run.cfg, policies, scenarios, cases)
+    assert list(fanned) == ["sft", "repo"]
+    for name, model, tok, ad in policies:
+        alone, _ = evaluate_one(name, pipeline_run.cfg, model, tok, ad, scenarios, cases)
+        got = fanned[name]
+        assert got.adapter == alone.adapter
+        assert [d.transcript for d in got.dialogues] == [d.transcript for d in alone.dialogues]
+        assert [c.response for c in got.bad_cases] == [c.response for c in alone.bad_cases]
+        assert got.metrics.estimates["rating"].value == alone.metrics.estimates["rating"].value
+    # the adapter is loaded in the task: the RL policy's replies are its own, not the SFT model's
+    assert fanned["repo"].adapter and fanned["sft"].adapter is None
