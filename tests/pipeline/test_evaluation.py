@@ -32,3 +32,15 @@ def test_policies_evaluated_as_ray_tasks_match_the_in_process_evaluation(pipelin
         assert got.metrics.estimates["rating"].value == alone.metrics.estimates["rating"].value
     # the adapter is loaded in the task: the RL policy's replies are its own, not the SFT model's
     assert fanned["repo"].adapter and fanned["sft"].adapter is None
+
+
+def test_a_policy_that_cannot_be_loaded_in_a_task_is_its_one_line_error(ray_local, tmp_path):
+    from repo_ray.config import RepoRayConfig
+    from repo_ray.errors import UserError
+    from repo_ray.pipeline.evaluation import evaluate_policies
+
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(UserError, match="no-such-model") as err:
+        evaluate_policies(RepoRayConfig(), [("a", missing, missing, None), ("b", missing, missing, None)], [], [])
+    # the loader's own error, not Ray's task-error wrapper with the worker's traceback
+    assert "RayTaskError" not in type(err.value).__name__ and "\n" not in str(err.value), str(err.value)[:300]
