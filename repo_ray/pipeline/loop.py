@@ -553,12 +553,11 @@ class RLLoop:
                         continue
                     self.train_future = None
                     done_step = self._complete_step(current, metrics, push, elapsed)  # `record` is telemetry's
-                    records.append(done_step)
                     if bar is not None:
                         _update_bar(bar, done_step)
                     if on_step is not None:
                         on_step(self, done_step)
-                    records[-1] = dataclasses.replace(done_step, trained=[], control=[])
+                    records.append(dataclasses.replace(done_step, trained=[], control=[]))
                     continue
                 refs = list(self.rollouts) + list(self.rewards)
                 if not refs and self.train_future is None and not self.retry:
