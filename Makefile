@@ -30,6 +30,8 @@ QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 FIND_LINKS ?= $(strip $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 UV := $(VENV)/bin/uv
 UV_INSTALL = $(UV) pip install -q --compile-bytecode --python $(PY) $(addprefix --find-links ,$(sort $(FIND_LINKS)))
+# Our own modules' .pyc, for the same reason: every Ray worker of a run imports repo_ray (~1 s less each).
+BYTECODE = $(PY) -m compileall -q -j 0 repo_ray reward_actors > /dev/null
 # chosen when the line runs (make expands a recipe before its first line has installed uv)
 INSTALL = $$(test -x $(UV) && echo '$(UV_INSTALL)' || echo '$(PIP)')
 
@@ -79,6 +81,7 @@ install: $(VENV)/.installed-base
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed-base
+	@$(BYTECODE)
 	@start=$$(date +%s); \
 	$(VENV)/bin/repo-ray train --config $(CONFIG) --run-dir $(RUN_DIR) --no-progress $(DEMO_ARGS); \
 	$(VENV)/bin/repo-ray simulate --rooms 2 > $(RUN_DIR)/simulator_transcripts.txt; \
@@ -103,6 +106,7 @@ lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed-dev
+	@$(BYTECODE)
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
