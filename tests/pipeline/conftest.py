@@ -231,17 +231,32 @@ def run_rl_only(base: PipelineRun, run_dir: Path, mode: str, max_steps: int, res
     return PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts})
 
 
-# the kinds the chaos run kills, by the step after whose checkpoint each dies (SIGKILL by pid)
-CHAOS_KILLS = {1: ("rollout", "reward_pool", "rule_checker"), 2: ("rm_scorer", "judge_replica", "judge_limiter"),
-               3: ("learner",)}
-CHAOS_STEPS = 4
+# The chaos run begins as the async resume test: its driver dies right after step 1's checkpoint
+# (work in flight) and the run is resumed. Then the kinds it kills, by the step after whose
+# checkpoint each dies (SIGKILL by pid).
+CHAOS_DRIVER_DIES_AFTER = 1
+CHAOS_KILLS = {2: ("rollout", "reward_pool", "rule_checker"), 3: ("rm_scorer", "judge_replica", "judge_limiter"),
+               4: ("learner",)}
+CHAOS_STEPS = 5
+
+
+class DriverKilled(Exception):
+    pass
+
+
+@dataclass
+class ChaosRun(PipelineRun):
+    fates_at_kill: dict[str, str] = field(default_factory=dict)  # sample -> fate the killed driver recorded
+    pending_at_kill: set[str] = field(default_factory=set)  # episodes of the chunks in flight at its checkpoint
 
 
 @pytest.fixture(scope="session")
-def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
-    """One async RL run (reusing the shared run's data, SFT and RM) in which every actor kind
-    of a run is killed once by process id: three kinds after each of steps 1 and 2, a learner
-    rank after step 3; four steps, a checkpoint after every step (the default)."""
+def chaos_run(pipeline_run, tmp_path_factory) -> ChaosRun:
+    """One async RL run (reusing the shared run's data, SFT and RM), a checkpoint after every
+    step (the default): the driver dies after step 1 and the run is resumed, then every actor
+    kind of a run is killed once by process id: three kinds after each of steps 2 and 3, a
+    learner rank after step 4; five steps in all. One run for both the driver's resume and the
+    actors' restarts: each RL run in the suite pays ~30 s of actor start-up."""
     from repo_ray.pipeline.faults import kill_one
     from repo_ray.pipeline.rundir import RunDir
     from repo_ray.pipeline.train import run_id_for
@@ -250,11 +265,18 @@ def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
                                pipeline__checkpoint_every=1, pipeline__frozen_control=False,
                                rollout__scenarios_per_batch=3)
     run_dir = tmp_path_factory.mktemp("chaos") / "run"
-    run_id = run_id_for(cfg, RunDir(str(run_dir))) + "async"
+    rd = RunDir(str(run_dir))
+    run_id = run_id_for(cfg, rd) + "async"
     killed: list[str] = []
     pages: list[str] = []
+    fates_at_kill: dict[str, str] = {}
 
-    def on_step(lp, record):
+    def die_after_checkpoint(lp, record):
+        if record.step == CHAOS_DRIVER_DIES_AFTER:  # its checkpoint is written; what is in flight dies too
+            fates_at_kill.update({sid: lp.ledger.fate(sid).value for sid in list(lp.ledger._entries)})
+            raise DriverKilled
+
+    def kill_actors(lp, record):
         for kind in CHAOS_KILLS.get(record.step, ()):
             victim = kill_one(kind, run_id=run_id, job_id=lp.job_id)
             killed.append(f"{kind}:{victim.pid}")
@@ -264,15 +286,20 @@ def chaos_run(pipeline_run, tmp_path_factory) -> PipelineRun:
     import time
 
     t0 = time.perf_counter()
-    run = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, on_step=on_step, cfg=cfg)
-    run.killed, run.metrics_pages = killed, pages
-    run.summary["wall_s"] = round(time.perf_counter() - t0, 1)
-    ledger = RunDir(str(run_dir)).read_parquet_dir("rl", "ledger").to_pylist()
+    with pytest.raises(DriverKilled):
+        run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, on_step=die_after_checkpoint, cfg=cfg)
+    state = rd.read_json("rl", "checkpoints", "latest.json")
+    pending = {f"e{i:07d}" for _, start, stop, _ in state.get("pending") or [] for i in range(start, stop)}
+    run = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, resume=True, on_step=kill_actors,
+                      cfg=cfg)
+    wall = round(time.perf_counter() - t0, 1)
+    ledger = rd.read_parquet_dir("rl", "ledger").to_pylist()
     fates = collections.Counter(r["fate"] for r in ledger)
     masked = collections.Counter(r["reason"].split(":")[0][:30] for r in ledger if r["fate"] == "masked")
-    print(f"chaos run: {run.summary['wall_s']} s; {dict(fates)}; re-scored {sum(r['rescored'] > 0 for r in ledger)}; "
+    print(f"chaos run: {wall} s; {dict(fates)}; re-scored {sum(r['rescored'] > 0 for r in ledger)}; "
           f"masked by {dict(masked)}")  # its share of the suite and what it cost (pytest -s shows it)
-    return run
+    return ChaosRun(cfg, run_dir, {**run.summary, "wall_s": wall, "state_at_kill": state}, killed=killed,
+                    metrics_pages=pages, fates_at_kill=fates_at_kill, pending_at_kill=pending)
 
 
 # the judge's faults, one per step of the fault-matrix run (set after the step before it)

@@ -33,10 +33,12 @@ def compared(pipeline_run, tmp_path_factory):
     return cfg, run_dir, summary
 
 
-# Every kind of method (base, SFT, DPO, the RL baselines, REPO) and one ablation: the other
-# ablations are presets of the same RL path (test_method_presets_... checks them), and each
-# RL method costs a learner and rollout fleet start-up in the suite.
-TESTED = ("base", "sft", "dpo", "ppo", "grpo", "repo", "repo_rm")
+# Every kind of method (base, SFT, DPO, an RL baseline, REPO) and one ablation: PPO and the
+# other ablations are presets of the same RL path (test_method_presets_... checks them; PPO
+# differs from REPO in the reward the learner reads and its KL penalty to the SFT reference,
+# which tests/learner/test_batch.py and test_trainers.py cover), and each RL method costs a
+# learner and rollout fleet start-up in the suite.
+TESTED = ("base", "sft", "dpo", "grpo", "repo", "repo_rm")
 
 
 def test_method_presets_set_algorithm_sources_and_one_final_checkpoint():

@@ -11,7 +11,7 @@ import pytest
 
 from repo_ray.pipeline.rundir import RunDir
 
-from .conftest import SYNC_STEPS, metrics_page, parse_metrics, run_rl_only
+from .conftest import SYNC_STEPS, metrics_page, parse_metrics
 
 # one shared tiny run (SFT, RM, 4 RL steps, a killed worker) is built by the first test
 pytestmark = pytest.mark.timeout(900)
@@ -147,33 +147,3 @@ def test_every_series_the_grafana_dashboard_reads_is_served_as_its_kind(pipeline
     for name in required:  # a counter keeps its single _total; a histogram serves its three series
         suffixes = ("_bucket", "_sum", "_count") if METRICS[name].kind == "histogram" else ("",)
         assert {f"ray_{name}{s}" for s in suffixes} <= set(served.samples), name
-
-
-def test_resume_after_a_kill_repeats_the_next_step_exactly(sync_run, pipeline_run, tmp_path):
-    class Killed(Exception):
-        pass
-
-    last = SYNC_STEPS - 1  # the log's step is the learner version a sample met its fate at
-
-    def kill_after_checkpoint(lp, record):
-        if record.step == last:  # that step's checkpoint is written; the last step dies in flight
-            raise Killed
-
-    run_dir = tmp_path / "resumed"
-    with pytest.raises(Killed):
-        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, on_step=kill_after_checkpoint,
-                    cfg=sync_run.cfg)
-    resumed = run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, resume=True, cfg=sync_run.cfg)
-    assert resumed.summary["rl_steps"] == SYNC_STEPS
-
-    def last_step(run):
-        rows = table(run.run_dir, "rl", "trajectories").to_pylist()
-        return sorted((r["sample_id"], r["r_total"]) for r in rows if r["step"] == last and r["fate"] == "trained")
-
-    expected, got = last_step(sync_run), last_step(resumed)
-    assert len(expected) == sync_run.cfg.learner.batch_size
-    assert [i for i, _ in got] == [i for i, _ in expected]
-    assert [r for _, r in got] == pytest.approx([r for _, r in expected], abs=1e-4)
-    ledger = table(run_dir, "rl", "ledger").to_pylist()
-    assert len(ledger) == len({r["sample_id"] for r in ledger})
-    assert sum(r["fate"] == "trained" for r in ledger) == SYNC_STEPS * sync_run.cfg.learner.batch_size

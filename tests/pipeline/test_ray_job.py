@@ -1,4 +1,7 @@
-"""`ray job submit` of `repo-ray train` against the local head (the README's cluster path)."""
+"""A sync run whose driver is killed after a checkpoint, resumed by `ray job submit` of
+`repo-ray train --resume` against the local head (the README's cluster path): the resumed step
+repeats the uninterrupted sync run's step exactly. One test for both: each RL run in the suite
+pays ~30 s of actor start-up."""
 
 from __future__ import annotations
 
@@ -12,31 +15,66 @@ import yaml
 
 from repo_ray.pipeline.rundir import RunDir
 
+from .conftest import SYNC_STEPS, run_rl_only
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def test_ray_job_submit_runs_a_training_job_to_success(pipeline_run, ray_local, tmp_path):
+class Killed(Exception):
+    pass
+
+
+def _table(run_dir, *parts) -> list[dict]:
+    t = RunDir(str(run_dir)).read_parquet_dir(*parts)
+    assert t is not None, parts
+    return t.to_pylist()
+
+
+def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sync_run, pipeline_run, ray_local,
+                                                                               tmp_path):
     from ray._private.worker import global_worker
+
+    last = SYNC_STEPS - 1  # the log's step is the learner version a sample met its fate at
+
+    def kill_after_checkpoint(lp, record):
+        if record.step == last:  # that step's checkpoint is written; the last step dies in flight
+            raise Killed
+
+    run_dir = tmp_path / "job-resumed"
+    src = pipeline_run.run_dir  # its data, tiny model, SFT and RM stages are reused, not its RL
+    shutil.copytree(src, run_dir, ignore=lambda d, names: ["rl"] if d == str(src) else [])
+    with pytest.raises(Killed):
+        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, on_step=kill_after_checkpoint,
+                    cfg=sync_run.cfg)
+    assert RunDir(str(run_dir)).read_json("rl", "checkpoints", "latest.json")["step"] == last
 
     dashboard = f"http://{global_worker.node.address_info['webui_url']}"
     assert dashboard.startswith("http://127.0.0.1:")
-    run_dir = tmp_path / "job-run"
-    shutil.copytree(pipeline_run.run_dir, run_dir)  # data, SFT, RM and RL checkpoints are reused
     cfg_file = tmp_path / "job.yaml"
-    cfg_file.write_text(yaml.safe_dump(pipeline_run.cfg.model_dump(mode="json")))
-    steps_before = pipeline_run.summary["rl_steps"]
+    cfg_file.write_text(yaml.safe_dump(sync_run.cfg.model_dump(mode="json")))
     ray_cli = str(Path(sys.executable).with_name("ray"))
     proc = subprocess.run(
         [ray_cli, "job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
          sys.executable, "-m", "repo_ray.cli", "train", "--config", str(cfg_file), "--run-dir", str(run_dir),
-         "--resume", "--no-eval", "--no-progress", "--set", f"learner.max_steps={steps_before + 1}"],
+         "--resume", "--no-eval", "--no-progress"],
         capture_output=True, text=True, timeout=800,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
     rd = RunDir(str(run_dir))
-    assert rd.read_json("rl", "checkpoints", "latest.json")["step"] == steps_before + 1
-    summary = rd.read_json("summary.json")
-    assert summary["rl_steps"] == steps_before + 1
+    assert rd.read_json("rl", "checkpoints", "latest.json")["step"] == SYNC_STEPS
+    assert rd.read_json("summary.json")["rl_steps"] == SYNC_STEPS
+
+    def last_step(d):
+        return sorted((r["sample_id"], r["r_total"]) for r in _table(d, "rl", "trajectories")
+                      if r["step"] == last and r["fate"] == "trained")
+
+    expected, got = last_step(sync_run.run_dir), last_step(run_dir)
+    assert len(expected) == sync_run.cfg.learner.batch_size
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [r for _, r in got] == pytest.approx([r for _, r in expected], abs=1e-4)
+    ledger = _table(run_dir, "rl", "ledger")
+    assert len(ledger) == len({r["sample_id"] for r in ledger})
+    assert sum(r["fate"] == "trained" for r in ledger) == SYNC_STEPS * sync_run.cfg.learner.batch_size
