@@ -21,7 +21,7 @@ from repo_ray.config import DataConfig, ModelConfig, TinyModelConfig  # noqa: E4
 
 TEST_DATA = DataConfig(
     seed=0, zh_fraction=0.2, max_room_types=2,
-    sft_dialogues=48, preference_pairs=480, rl_scenarios=24, eval_dialogues=12, bad_cases=16,
+    sft_dialogues=48, preference_pairs=480, rl_scenarios=24, eval_dialogues=12, bad_cases=17,
 )
 TEST_TINY = TinyModelConfig(
     vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

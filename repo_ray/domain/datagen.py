@@ -294,6 +294,17 @@ def _cold(ctx: InjectionContext) -> str:
     return f"Request: set {r.name} price to {format_price(r.target_price)}. Reply yes or no."
 
 
+def _gives_up(ctx: InjectionContext) -> str | None:
+    """A goodbye in the middle of the negotiation (a room type neither agreed nor refused, the
+    hotel still answering): what a policy that learned "no words, no penalty" writes."""
+    last = ctx.point.last
+    if last is None or last.silent or ctx.point.stage not in (SopStage.EVIDENCE, SopStage.ASK, SopStage.OBJECTION):
+        return None
+    if all(r.name in last.agreed or r.name in last.refused for r in ctx.scenario.room_types):
+        return None
+    return agent_line(ctx.scenario.language, "close_no_deal", ctx.rng.choice(["short", "long"]), ctx.rng)
+
+
 INJECTORS: dict[str, Callable[[InjectionContext], str | None]] = {
     "leaked_internal_term": _leak,
     "price_below_floor": _below_floor,
@@ -311,6 +322,7 @@ INJECTORS: dict[str, Callable[[InjectionContext], str | None]] = {
     "missed_immediate_acceptance": _missed_acceptance,
     "room_type_ignored": _room_ignored,
     "cold_robotic_tone": _cold,
+    "gives_up_early": _gives_up,
 }
 assert set(INJECTORS) == set(DEFECTS), "every registered defect needs an injector"
 

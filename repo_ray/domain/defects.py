@@ -66,6 +66,9 @@ DEFECTS: dict[str, Defect] = _registry(
     ),
     Defect("room_type_ignored", MA, "judge", "covers_all_room_types", "ignores a room type of a multi-ticket dialogue"),
     Defect("cold_robotic_tone", MI, "judge", "persuasive_style", "cold, robotic, form-like wording"),
+    # A polite goodbye breaks no rule and states no number: without this defect nothing in the
+    # preference data tells the RM that ending the call with rooms still open loses the deal.
+    Defect("gives_up_early", MA, "judge", "price_pursuit", "says goodbye while room types are still open"),
 )
 
 

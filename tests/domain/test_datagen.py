@@ -106,7 +106,7 @@ def test_expert_dialogues_reach_deals_with_cooperative_hotels_and_not_with_silen
 
 
 def test_defect_registry():
-    assert len(DEFECTS) == 16
+    assert len(DEFECTS) == 17
     assert get_defect("leaked_internal_term").severity is Severity.SEVERE
     assert SEVERITY_RANK[Severity.SEVERE] > SEVERITY_RANK[Severity.MINOR]
     with pytest.raises(KeyError, match="unknown defect 'nope'"):

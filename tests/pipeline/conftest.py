@@ -331,7 +331,7 @@ def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
     from reward_actors.judge.limiter import LimiterSpend
 
     cfg = tiny_pipeline_config(
-        pipeline_run.cfg.model.cache_dir, learner__max_steps=len(JUDGE_FAULTS) + 1, learner__rl_epochs=3,
+        pipeline_run.cfg.model.cache_dir, learner__max_steps=len(JUDGE_FAULTS) + 1,
         pipeline__mode="sync", pipeline__frozen_control=False, pipeline__alert_masked_share=ALERT_SHARE,
         rollout__num_workers=1,
         reward__timeouts={"judge_s": 3.0}, judge__timeout_s=1.0, judge__max_retries=1,

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 import torch
 
@@ -43,12 +46,47 @@ def one_torch_thread():  # every reward_actors test
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def trained_rm(rm_cfg, pairs, domain_models, tmp_path_factory):
-    """RMTrainResult of the test setting."""
-    from reward_actors.rm.train import train_reward_model
+@dataclass
+class TrainedRM:
+    """The shared test RM, trained once through `repo-ray train-rm` (the CLI's own path, so
+    tests/reward_actors/rm_tests/test_rm_cli.py reads what it printed instead of training
+    again): the RMTrainResult train_reward_model returned under the CLI, and the CLI's output."""
 
-    return train_reward_model(
-        rm_cfg, pairs, domain_models.reward_dir, tmp_path_factory.mktemp("rm") / "model",
-        tokenizer_path=domain_models.tokenizer_dir, device="cpu",
-    )
+    result: Any
+    rc: int
+    printed: str
+
+    def __getattr__(self, name: str) -> Any:  # the RMTrainResult's fields (out_dir, stats, held_out, ...)
+        return getattr(self.result, name)
+
+
+@pytest.fixture(scope="session")
+def trained_rm(rm_cfg, data_dir, domain_models, tmp_path_factory) -> TrainedRM:
+    """RMTrainResult of the test setting (TEST_RM), trained by `repo-ray train-rm`."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    import yaml
+
+    from repo_ray.cli import main
+    from reward_actors.rm import train as rm_train
+
+    tmp = tmp_path_factory.mktemp("rm")
+    config = tmp / "rm.yaml"
+    model = rm_cfg.model.model_dump(mode="json") | {"tokenizer_path": str(domain_models.tokenizer_dir)}
+    config.write_text(yaml.safe_dump({"seed": rm_cfg.seed, "model": model,
+                                      "reward": {"model": TEST_RM.model_dump(mode="json")}}))
+    results = []
+    real = rm_train.train_reward_model
+
+    def spy(*args, **kwargs):  # the real training; only its return value is kept for the other tests
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    out = io.StringIO()
+    with mock.patch.object(rm_train, "train_reward_model", spy), contextlib.redirect_stdout(out):
+        rc = main(["train-rm", "--config", str(config), "--data", str(data_dir), "--out", str(tmp / "model"),
+                   "--base", str(domain_models.reward_dir)])
+    assert rc == 0 and len(results) == 1, out.getvalue()
+    return TrainedRM(results[0], rc, out.getvalue())

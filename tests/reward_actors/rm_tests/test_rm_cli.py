@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import yaml
-
 from repo_ray.cli import main
 
 
-def test_train_rm_command_writes_the_model_and_prints_accuracy_per_defect(data_dir, domain_models, domain_model_cfg,
-                                                                          tmp_path, capsys):
-    config = tmp_path / "rm.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": domain_model_cfg.model_dump(mode="json"),
-        "reward": {"model": {"epochs": 1, "lr": 1e-3, "batch_size": 16, "max_tokens": 512, "holdout_fraction": 0.2,
-                             "finetune": "full"}},
-    }))
-    out = tmp_path / "rm"
-    rc = main(["train-rm", "--config", str(config), "--data", str(data_dir), "--out", str(out),
-               "--base", str(domain_models.reward_dir)])
-    printed = capsys.readouterr().out
-    assert rc == 0 and (out / "rm_stats.json").is_file() and (out / "model.safetensors").is_file()
-    assert "384 train / 96 held out (384 / 96 scenarios, none in both)" in printed
+def test_train_rm_command_writes_the_model_and_prints_accuracy_per_defect(trained_rm):
+    """The shared test RM is trained by this command (tests/reward_actors/conftest.py)."""
+    out, printed = trained_rm.out_dir, trained_rm.printed
+    assert trained_rm.rc == 0 and (out / "rm_stats.json").is_file() and (out / "model.safetensors").is_file()
+    r = trained_rm.result
+    assert r.train_pairs + r.held_out_pairs == 480 and 0.25 < r.held_out_pairs / 480 < 0.35  # holdout_fraction 0.3
+    assert (f"{r.train_pairs} train / {r.held_out_pairs} held out ({r.train_scenarios} / {r.held_out_scenarios} "
+            "scenarios, none in both)") in printed
     assert "held-out pairwise accuracy:" in printed and "length-matched" in printed
     assert "  leaked_internal_term " in printed and "z-score reference: train_split_chosen_and_rejected" in printed
 
