@@ -24,6 +24,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # the driver's router probes replica queues; on a loaded 2-core machine 0.1 s is too short
 os.environ.setdefault("RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S", "1.0")
 
+from emit import emit  # noqa: E402  (bench/emit.py: this script's directory is on sys.path)
+
 from repo_ray.config import JudgeAutoscaling, JudgeConfig, JudgeRateLimit  # noqa: E402
 from repo_ray.domain.rubric import DEFAULT_JUDGE_WEIGHTS  # noqa: E402
 from repo_ray.domain.scenario import Persona, RoomType, Scenario  # noqa: E402
@@ -144,6 +146,12 @@ def main() -> None:
         after = "n/a" if r.rate_after_scale_up is None or r is one else f"{r.rate_after_scale_up / args.q:.3f}"
         print(f"{name:<19}{r.requests:>9}{r.rate:>7.2f}{r.rate / args.q:>8.3f}{r.max_window:>8}{limit:>8g}"
               f"{r.replicas_seen:>9}{scale:>9}{after:>13}{r.late_permits:>6}  {r.statuses}")
+    emit("judge_limiter", {"q": args.q, "burst": args.burst, "latency_s": args.latency_s, "phases": {
+        name: {"requests": r.requests, "rate_over_q": r.rate / args.q, "max_window": r.max_window,
+               "q_plus_burst": limit, "replicas": r.replicas_seen, "scale_up_s": r.scale_up_s,
+               "rate_after_scale_up_over_q": None if r.rate_after_scale_up is None else r.rate_after_scale_up / args.q,
+               "late_permits": r.late_permits, "statuses": r.statuses}
+        for name, r in (("1 replica", one), ("autoscaled 1->4", four))}})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import argparse
 import os
 import time
 
+from emit import emit  # bench/emit.py (this script's directory is on sys.path)
+
 from repo_ray.domain.datagen import preference_rows
 from repo_ray.domain.rubric import DEFAULT_RULE_WEIGHTS
 from repo_ray.domain.scenario import Scenario
@@ -59,9 +61,12 @@ def main() -> None:
           f"{'OK' if all_rules >= 5000 else 'BELOW'} target 5,000")
     print(f"  all rules + building the context     {with_ctx:10,.0f} responses/s")
     print("  per rule:")
+    per_rule = {}
     for name, fn in RULE_FUNCS.items():
-        rate = best_rate(fn, items, args.repeats)
+        rate = per_rule[name] = best_rate(fn, items, args.repeats)
         print(f"    {name:24s} {rate:12,.0f} responses/s  {1e6 / rate:7.1f} us")
+    emit("rules", {"responses": len(items), "all_rules_per_s": all_rules, "with_context_per_s": with_ctx,
+                   "target_per_s": 5000, "per_rule_per_s": per_rule})
 
 
 if __name__ == "__main__":
