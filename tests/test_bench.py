@@ -15,12 +15,17 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 @pytest.fixture(scope="module")
 def runner():
+    """bench/run.py loaded as a module; it puts bench/ on sys.path (for bench/emit.py), taken
+    off again afterwards so bench's script names (pipeline, rules, ...) shadow nothing."""
+    path_before = list(sys.path)
     spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_run"] = mod
     spec.loader.exec_module(mod)
     yield mod
     sys.modules.pop("bench_run", None)
+    sys.modules.pop("emit", None)
+    sys.path[:] = path_before
 
 
 def test_emit_writes_the_figures_only_under_the_runner(runner, tmp_path, monkeypatch):
