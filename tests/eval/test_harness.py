@@ -125,7 +125,8 @@ def test_cli_eval_writes_json_and_markdown_for_a_model_and_a_model_plus_adapter(
     assert list(evals) == ["base", "tuned", "expert"]  # the scripted expert's ceiling row comes with every eval
     assert evals["expert"].policy_path == "scripted:expert" and evals["expert"].metrics.dialogues == 12
     assert evals["tuned"].adapter == str(adapter) and evals["base"].adapter is None
-    assert evals["base"].metrics.dialogues == 12 and evals["base"].metrics.bad_cases == 17  # the whole data dir (one per defect)
+    # the whole data dir: 12 dialogues, one bad case per defect
+    assert evals["base"].metrics.dialogues == 12 and evals["base"].metrics.bad_cases == 17
     # the LoRA (rank 8, other than learner.lora's 4) loaded and changed what the policy says
     base_text = [d.responses[0].response for d in evals["base"].dialogues]
     tuned_text = [d.responses[0].response for d in evals["tuned"].dialogues]
