@@ -20,3 +20,11 @@ class ModelLoadError(UserError, RuntimeError):
 
 class LoraTargetError(UserError, ValueError):
     """None of the configured LoRA target modules exist in the model."""
+
+
+def remote_user_error(err: BaseException) -> UserError | None:
+    """The UserError a Ray task or actor method raised, when `err` (Ray's RayTaskError, which
+    keeps the remote exception as `.cause`) wraps one; callers re-raise it so the user reads
+    its one line, not Ray's traceback. Duck-typed, so this module needs no Ray import."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, UserError) else None

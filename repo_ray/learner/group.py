@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from repo_ray.config import RepoRayConfig
-from repo_ray.errors import UserError
+from repo_ray.errors import UserError, remote_user_error
 from repo_ray.learner.trainers import (
     RL_ALGORITHMS,
     RLSettings,
@@ -444,8 +444,8 @@ class LearnerGroup:
             self.engine_init_s = max(ray.get([r.setup.remote(master_addr, master_port, store) for r in self.ranks]))
         except ray.exceptions.RayTaskError as err:
             self.shutdown()
-            if isinstance(err.cause, UserError):  # e.g. a model path that cannot be loaded: one line
-                raise err.cause from None
+            if (cause := remote_user_error(err)) is not None:  # e.g. a model path that cannot be loaded
+                raise cause from None
             raise
         self.setup_s = time.perf_counter() - started
         self.optimizer_steps = 0

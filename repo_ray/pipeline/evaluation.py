@@ -43,7 +43,7 @@ def evaluate_policies(cfg: RepoRayConfig, policies: list[tuple[str, Path, Path, 
     else:
         import ray
 
-        from repo_ray.errors import UserError
+        from repo_ray.errors import remote_user_error
         from repo_ray.pipeline.placement import start_policy_eval
 
         shared = ray.put(scenarios), ray.put(bad_cases)
@@ -51,8 +51,8 @@ def evaluate_policies(cfg: RepoRayConfig, policies: list[tuple[str, Path, Path, 
             done = ray.get([start_policy_eval(evaluate_one, name, cfg, *where, *shared)
                             for name, *where in policies])
         except ray.exceptions.RayTaskError as err:
-            if isinstance(err.cause, UserError):  # e.g. a policy that cannot be loaded: its one line
-                raise err.cause from None
+            if (cause := remote_user_error(err)) is not None:  # e.g. a policy that cannot be loaded
+                raise cause from None
             raise
     evals = {}
     for (name, *_), (ev, seconds) in zip(policies, done, strict=True):
