@@ -64,6 +64,15 @@ class PipelineRun:
     outside_after: dict[str, float] = field(default_factory=dict)
 
 
+def run_rows(run_dir: Path | str, *parts: str) -> list[dict[str, Any]]:
+    """Rows of one Parquet table of a run directory (e.g. "rl", "ledger"), which must exist."""
+    from repo_ray.pipeline.rundir import RunDir
+
+    t = RunDir(str(run_dir)).read_parquet_dir(*parts)
+    assert t is not None, f"no parquet under {parts} in {run_dir}"
+    return t.to_pylist()
+
+
 def outside_snapshot() -> dict[str, float]:
     """mtime of what lies where a run must not write: the working directory (two levels), the
     top of the temp dir and ~/.cache (two levels). Compared before and after the shared run."""

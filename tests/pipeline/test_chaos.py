@@ -15,15 +15,9 @@ from repo_ray.pipeline.placement import RESTART_KINDS
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.pipeline.runlog import read_events
 
-from .conftest import CHAOS_KILLS, CHAOS_STEPS, metrics_page, parse_metrics
+from .conftest import CHAOS_KILLS, CHAOS_STEPS, metrics_page, parse_metrics, run_rows
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def _table(run_dir, *parts):
-    t = RunDir(str(run_dir)).read_parquet_dir(*parts)
-    assert t is not None, parts
-    return t.to_pylist()
 
 
 def test_every_kind_was_killed_once_and_the_run_finished(chaos_run):
@@ -33,7 +27,7 @@ def test_every_kind_was_killed_once_and_the_run_finished(chaos_run):
 
 
 def test_the_ledger_holds_every_sample_once_and_no_episode_is_lost(chaos_run):
-    ledger = _table(chaos_run.run_dir, "rl", "ledger")
+    ledger = run_rows(chaos_run.run_dir, "rl", "ledger")
     ids = [r["sample_id"] for r in ledger]
     assert len(ids) == len(set(ids))
     fates = collections.Counter(r["fate"] for r in ledger)
@@ -41,7 +35,7 @@ def test_the_ledger_holds_every_sample_once_and_no_episode_is_lost(chaos_run):
     state = RunDir(str(chaos_run.run_dir)).read_json("rl", "checkpoints", "latest.json")
     episodes = {re.match(r"e(\d+)-", i).group(1) for i in ids}
     assert episodes == {f"{i:07d}" for i in range(state["cursor"])}  # lost: 0
-    log = [r for r in _table(chaos_run.run_dir, "rl", "trajectories") if r["role"] == "policy"]
+    log = [r for r in run_rows(chaos_run.run_dir, "rl", "trajectories") if r["role"] == "policy"]
     assert sorted(r["sample_id"] for r in log) == sorted(ids)
     # the pool's death re-scored the samples it held: the ledger says which
     assert sum(r["rescored"] > 0 for r in ledger) > 0

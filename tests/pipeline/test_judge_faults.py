@@ -10,20 +10,14 @@ import pytest
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.pipeline.runlog import read_events
 
-from .conftest import ALERT_SHARE, JUDGE_FAULTS
+from .conftest import ALERT_SHARE, JUDGE_FAULTS, run_rows
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def _rows(run, *parts):
-    t = RunDir(str(run.run_dir)).read_parquet_dir(*parts)
-    assert t is not None, parts
-    return t.to_pylist()
-
-
 def test_training_goes_on_through_every_fault_but_the_spent_budget(judge_fault_run):
     run = judge_fault_run.run
-    steps = _rows(run, "rl", "steps")
+    steps = run_rows(run.run_dir, "rl", "steps")
     # one step before the faults and one under each but the last: a spent budget masks every
     # sample under failure_policy mask, so no further batch can fill: the loop stops, saying so
     assert len(steps) == len(JUDGE_FAULTS)
@@ -33,7 +27,7 @@ def test_training_goes_on_through_every_fault_but_the_spent_budget(judge_fault_r
 
 
 def test_no_failed_verdict_becomes_a_zero(judge_fault_run):
-    log = [r for r in _rows(judge_fault_run.run, "rl", "trajectories") if r["role"] == "policy"]
+    log = [r for r in run_rows(judge_fault_run.run.run_dir, "rl", "trajectories") if r["role"] == "policy"]
     statuses = {r["judge_status"] for r in log}
     assert {"ok", "http_error", "timeout", "invalid_output", "budget_exhausted"} <= statuses, statuses
     assert statuses & {"rate_limited", "http_error"}
@@ -47,7 +41,7 @@ def test_no_failed_verdict_becomes_a_zero(judge_fault_run):
 
 def test_the_masked_share_is_reported_per_step_and_alerts_past_the_threshold(judge_fault_run):
     run = judge_fault_run.run
-    steps = _rows(run, "rl", "steps")
+    steps = run_rows(run.run_dir, "rl", "steps")
     share = {r["step"]: r["masked"] / (r["samples"] + r["masked"]) for r in steps}
     by_fault = {judge_fault_run.fault_at_step.get(s, "none"): v for s, v in share.items()}
     assert by_fault["5xx burst"] > ALERT_SHARE and by_fault["malformed JSON"] > ALERT_SHARE
@@ -62,6 +56,6 @@ def test_the_masked_share_is_reported_per_step_and_alerts_past_the_threshold(jud
             assert s - 1 not in alerted_steps, (s, v, alerted_steps)
     # the spent budget alerts although no step completes under it
     assert any("budget_exhausted" in e["detail"] for e in alerts)
-    ledger = _rows(run, "rl", "ledger")
+    ledger = run_rows(run.run_dir, "rl", "ledger")
     assert len(ledger) == len({r["sample_id"] for r in ledger})
     assert sum(r["fate"] == "trained" for r in ledger) == len(steps) * run.cfg.learner.batch_size

@@ -15,21 +15,11 @@ import yaml
 
 from repo_ray.pipeline.rundir import RunDir
 
-from .conftest import SYNC_STEPS, run_rl_only
+from .conftest import SYNC_STEPS, DriverKilled, run_rl_only, run_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(900)
-
-
-class Killed(Exception):
-    pass
-
-
-def _table(run_dir, *parts) -> list[dict]:
-    t = RunDir(str(run_dir)).read_parquet_dir(*parts)
-    assert t is not None, parts
-    return t.to_pylist()
 
 
 def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sync_run, pipeline_run, ray_local,
@@ -40,12 +30,12 @@ def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sy
 
     def kill_after_checkpoint(lp, record):
         if record.step == last:  # that step's checkpoint is written; the last step dies in flight
-            raise Killed
+            raise DriverKilled
 
     run_dir = tmp_path / "job-resumed"
     src = pipeline_run.run_dir  # its data, tiny model, SFT and RM stages are reused, not its RL
     shutil.copytree(src, run_dir, ignore=lambda d, names: ["rl"] if d == str(src) else [])
-    with pytest.raises(Killed):
+    with pytest.raises(DriverKilled):
         run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, on_step=kill_after_checkpoint,
                     cfg=sync_run.cfg)
     assert RunDir(str(run_dir)).read_json("rl", "checkpoints", "latest.json")["step"] == last
@@ -68,13 +58,13 @@ def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sy
     assert rd.read_json("summary.json")["rl_steps"] == SYNC_STEPS
 
     def last_step(d):
-        return sorted((r["sample_id"], r["r_total"]) for r in _table(d, "rl", "trajectories")
+        return sorted((r["sample_id"], r["r_total"]) for r in run_rows(d, "rl", "trajectories")
                       if r["step"] == last and r["fate"] == "trained")
 
     expected, got = last_step(sync_run.run_dir), last_step(run_dir)
     assert len(expected) == sync_run.cfg.learner.batch_size
     assert [i for i, _ in got] == [i for i, _ in expected]
     assert [r for _, r in got] == pytest.approx([r for _, r in expected], abs=1e-4)
-    ledger = _table(run_dir, "rl", "ledger")
+    ledger = run_rows(run_dir, "rl", "ledger")
     assert len(ledger) == len({r["sample_id"] for r in ledger})
     assert sum(r["fate"] == "trained" for r in ledger) == SYNC_STEPS * sync_run.cfg.learner.batch_size
