@@ -204,27 +204,9 @@ def pipeline_run(ray_local, tmp_path_factory, model_cache) -> PipelineRun:
     return run
 
 
-SYNC_STEPS = 2
-
-
-def sync_config(cache_dir: str) -> RepoRayConfig:
-    """The shared config in sync mode with a checkpoint every step, plus a plug-in rule and
-    rubric item loaded by import path (tests/plugin_rules.py; test_plugin_rewards.py checks
-    they ran in the actors)."""
-    return tiny_pipeline_config(
-        cache_dir, pipeline__mode="sync", learner__max_steps=SYNC_STEPS, pipeline__checkpoint_every=1,
-        pipeline__frozen_control=False, rollout__num_workers=1,  # fewer actors to start: the async run has both
-        reward__extra_rules=["tests.plugin_rules:flags_every_reply"],
-        judge__extra_items=[{"name": "plugin_item", "prompt": "a test item", "weight": 2.0,
-                             "heuristic": "tests.plugin_rules:minus_five"}],
-    )
-
-
-@pytest.fixture(scope="session")
-def sync_run(pipeline_run, tmp_path_factory) -> PipelineRun:
-    """The sync run: sync_config, 2 steps, reusing the async run's data, SFT and RM."""
-    return run_rl_only(pipeline_run, tmp_path_factory.mktemp("sync") / "run", mode="sync", max_steps=SYNC_STEPS,
-                       cfg=sync_config(pipeline_run.cfg.model.cache_dir))
+# The shared sync run: SYNC_CALM_STEPS steps with a calm judge (the Ray-job resume test repeats
+# the second of them), then one step under each of JUDGE_FAULTS (the fault matrix).
+SYNC_CALM_STEPS = 2
 
 
 def run_rl_only(base: PipelineRun, run_dir: Path, mode: str, max_steps: int, resume: bool = False,
@@ -311,7 +293,7 @@ def chaos_run(pipeline_run, tmp_path_factory) -> ChaosRun:
                     metrics_pages=pages, fates_at_kill=fates_at_kill, pending_at_kill=pending)
 
 
-# the judge's faults, one per step of the fault-matrix run (set after the step before it)
+# the judge's faults, one per step of the sync run after its calm steps (set after the step before it)
 JUDGE_FAULTS = [
     ("429 storm", {"rate_limit_rps": 3.0}),  # 429 with Retry-After past 3 requests a second
     ("5xx burst", {"error_rate": 0.8}),
@@ -322,41 +304,56 @@ JUDGE_FAULTS = [
 ]
 JUDGE_CALM = {"rate_limit_rps": None, "error_rate": 0.0, "hang_rate": 0.0, "malformed_rate": 0.0, "latency_s": 0.0}
 ALERT_SHARE = 0.3
+# what the fault matrix sets beyond the shared config: short judge deadlines, so a hang costs seconds
+FAULT_SETTINGS = {"reward__timeouts": {"judge_s": 3.0}, "judge__timeout_s": 1.0, "judge__max_retries": 1,
+                  "judge__backoff_max_s": 1.0, "pipeline__alert_masked_share": ALERT_SHARE}
+
+
+def sync_config(cache_dir: str, **overrides: Any) -> RepoRayConfig:
+    """The shared config in sync mode with a checkpoint every step, the fault matrix's judge
+    settings, plus a plug-in rule and rubric item loaded by import path (tests/plugin_rules.py;
+    test_plugin_rewards.py checks they ran in the actors)."""
+    return tiny_pipeline_config(
+        cache_dir, **{
+            "pipeline__mode": "sync", "learner__max_steps": SYNC_CALM_STEPS + len(JUDGE_FAULTS),
+            "learner__rl_epochs": 3,  # scenarios enough for the faults' masked samples and the spent budget
+            "pipeline__checkpoint_every": 1, "pipeline__frozen_control": False,
+            "rollout__num_workers": 1,  # fewer actors to start: the async run has both
+            "reward__extra_rules": ["tests.plugin_rules:flags_every_reply"],
+            "judge__extra_items": [{"name": "plugin_item", "prompt": "a test item", "weight": 2.0,
+                                    "heuristic": "tests.plugin_rules:minus_five"}],
+            **FAULT_SETTINGS, **overrides,
+        })
 
 
 @dataclass
-class FaultRun:
-    run: PipelineRun
-    fault_at_step: dict[int, str]  # RL step (steps-table `step`) -> the fault active while it was trained
+class SyncRun(PipelineRun):
+    fault_at_step: dict[int, str] = field(default_factory=dict)  # RL step (steps-table `step`) -> its fault
 
 
 @pytest.fixture(scope="session")
-def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
-    """One sync RL run with the local judge misbehaving in a different way during each step
-    (JUDGE_FAULTS, switched through the server's /control between steps; sync, so each step's
-    samples are generated and scored under its own fault)."""
+def sync_run(pipeline_run, tmp_path_factory) -> SyncRun:
+    """The sync run (sync_config), reusing the async run's data, SFT and RM: SYNC_CALM_STEPS
+    steps with a calm judge, then the local judge misbehaving in a different way during each
+    step (JUDGE_FAULTS, switched through the server's /control between steps; sync, so each
+    step's samples are generated and scored under its own fault). One run for the sync mode,
+    the plug-ins and the fault matrix: each RL run in the suite pays ~30 s of actor start-up."""
     from repo_ray.pipeline.rundir import RunDir
     from repo_ray.pipeline.train import run_id_for, run_rl, start_reward_side
     from reward_actors.judge.limiter import LimiterSpend
 
-    cfg = tiny_pipeline_config(
-        pipeline_run.cfg.model.cache_dir, learner__max_steps=len(JUDGE_FAULTS) + 1,
-        pipeline__mode="sync", pipeline__frozen_control=False, pipeline__alert_masked_share=ALERT_SHARE,
-        rollout__num_workers=1,
-        reward__timeouts={"judge_s": 3.0}, judge__timeout_s=1.0, judge__max_retries=1,
-        judge__backoff_max_s=1.0,
-    )
-    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    cfg = sync_config(pipeline_run.cfg.model.cache_dir)
+    run_dir = tmp_path_factory.mktemp("sync") / "run"
     rd = RunDir(str(run_dir))
-    run_id = run_id_for(cfg, rd) + "faults"
+    run_id = run_id_for(cfg, rd) + "sync"
     s = pipeline_run.summary
     side = start_reward_side(cfg, Path(s["rm_dir"]), run_id)
     srv = side.servers[0]
     fault_at: dict[int, str] = {}
 
     def on_step(lp, record):
-        i = record.step - 1
-        if i >= len(JUDGE_FAULTS):
+        i = record.step - SYNC_CALM_STEPS
+        if not 0 <= i < len(JUDGE_FAULTS):
             return
         name, knobs = JUDGE_FAULTS[i]
         srv.control(**JUDGE_CALM)
@@ -379,6 +376,6 @@ def judge_fault_run(pipeline_run, tmp_path_factory) -> FaultRun:
     wall = round(time.perf_counter() - t0, 1)
     steps = rd.read_parquet_dir("rl", "steps").to_pylist()
     shares = ", ".join(f"{fault_at.get(r['step'], 'calm')} {r['masked']}/{r['samples']}" for r in steps)
-    print(f"judge fault run: {wall} s; masked per step: {shares}")  # pytest -s shows it
-    return FaultRun(PipelineRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts,
-                                               "wall_s": wall}), fault_at)
+    print(f"sync run: {wall} s; masked per step: {shares}")  # pytest -s shows it
+    return SyncRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts, "wall_s": wall},
+                   fault_at_step=fault_at)

@@ -1,5 +1,6 @@
 """The judge fault matrix at pipeline level: in one sync run the local judge answers 429
-storms, 5xx bursts, hangs, malformed JSON and slow answers, then its budget runs out. Each:
+storms, 5xx bursts, hangs, malformed JSON and slow answers, then its budget runs out (the shared
+sync run, after its calm steps). Each:
 training goes on, the masked share is reported per step, an alert fires when it passes
 pipeline.alert_masked_share, and a failed verdict is never a 0."""
 
@@ -10,24 +11,24 @@ import pytest
 from repo_ray.pipeline.rundir import RunDir
 from repo_ray.pipeline.runlog import read_events
 
-from .conftest import ALERT_SHARE, JUDGE_FAULTS, run_rows
+from .conftest import ALERT_SHARE, JUDGE_FAULTS, SYNC_CALM_STEPS, run_rows
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def test_training_goes_on_through_every_fault_but_the_spent_budget(judge_fault_run):
-    run = judge_fault_run.run
+def test_training_goes_on_through_every_fault_but_the_spent_budget(sync_run):
+    run = sync_run
     steps = run_rows(run.run_dir, "rl", "steps")
-    # one step before the faults and one under each but the last: a spent budget masks every
+    # the calm steps before the faults and one under each but the last: a spent budget masks every
     # sample under failure_policy mask, so no further batch can fill: the loop stops, saying so
-    assert len(steps) == len(JUDGE_FAULTS)
-    assert [judge_fault_run.fault_at_step[r["step"]] for r in steps[1:]] == [f for f, _ in JUDGE_FAULTS[:-1]]
+    assert len(steps) == SYNC_CALM_STEPS + len(JUDGE_FAULTS) - 1
+    assert [sync_run.fault_at_step[r["step"]] for r in steps[SYNC_CALM_STEPS:]] == [f for f, _ in JUDGE_FAULTS[:-1]]
     events = read_events(RunDir(str(run.run_dir)))
     assert any(e["actor"] == "stopped" and "judge budget is spent" in e["detail"] for e in events)
 
 
-def test_no_failed_verdict_becomes_a_zero(judge_fault_run):
-    log = [r for r in run_rows(judge_fault_run.run.run_dir, "rl", "trajectories") if r["role"] == "policy"]
+def test_no_failed_verdict_becomes_a_zero(sync_run):
+    log = [r for r in run_rows(sync_run.run_dir, "rl", "trajectories") if r["role"] == "policy"]
     statuses = {r["judge_status"] for r in log}
     assert {"ok", "http_error", "timeout", "invalid_output", "budget_exhausted"} <= statuses, statuses
     assert statuses & {"rate_limited", "http_error"}
@@ -39,11 +40,11 @@ def test_no_failed_verdict_becomes_a_zero(judge_fault_run):
             assert r["judge_status"] == "ok" and r["e_judge"] is not None
 
 
-def test_the_masked_share_is_reported_per_step_and_alerts_past_the_threshold(judge_fault_run):
-    run = judge_fault_run.run
+def test_the_masked_share_is_reported_per_step_and_alerts_past_the_threshold(sync_run):
+    run = sync_run
     steps = run_rows(run.run_dir, "rl", "steps")
     share = {r["step"]: r["masked"] / (r["samples"] + r["masked"]) for r in steps}
-    by_fault = {judge_fault_run.fault_at_step.get(s, "none"): v for s, v in share.items()}
+    by_fault = {sync_run.fault_at_step.get(s, "none"): v for s, v in share.items()}
     assert by_fault["5xx burst"] > ALERT_SHARE and by_fault["malformed JSON"] > ALERT_SHARE
     assert by_fault["none"] == 0.0 and by_fault["slow answers"] <= ALERT_SHARE
     alerts = [e for e in read_events(RunDir(str(run.run_dir))) if e["actor"] == "masked_share"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from repo_ray.cli import main
-from tests.pipeline.conftest import SYNC_STEPS
+from tests.pipeline.conftest import SYNC_CALM_STEPS
 
 pytestmark = pytest.mark.timeout(900)  # the shared run is built on first use
 
@@ -57,17 +57,19 @@ def test_the_example_plug_in_changes_repo_ray_score_output(pipeline_run, tmp_pat
 
 @pytest.fixture(scope="module")
 def plugin_run(sync_run):
-    """The shared sync run: its config loads a plug-in rule and rubric item (conftest.sync_config)."""
+    """The shared sync run: its config loads a plug-in rule and rubric item (conftest.sync_config);
+    the rows of its calm steps (the judge misbehaves in the later ones)."""
     from repo_ray.pipeline.rundir import RunDir
 
-    return sync_run, RunDir(str(sync_run.run_dir)).read_parquet_dir("rl", "trajectories").to_pylist()
+    rows = RunDir(str(sync_run.run_dir)).read_parquet_dir("rl", "trajectories").to_pylist()
+    return sync_run, [r for r in rows if r["step"] < SYNC_CALM_STEPS]
 
 
 def test_a_plug_in_rule_and_item_run_in_the_actors_and_change_a_runs_rewards(plugin_run, pipeline_run):
     from repo_ray.pipeline.rundir import RunDir
 
     run, rows = plugin_run
-    assert run.summary["rl_steps"] == SYNC_STEPS
+    assert run.summary["rl_steps"] > SYNC_CALM_STEPS and rows
     scored = [r for r in rows if r["rules_status"] == "ok" and r["judge_status"] == "ok"]
     assert scored and len(scored) >= len(rows) // 2
     for r in scored:

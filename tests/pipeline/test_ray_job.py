@@ -1,7 +1,7 @@
 """A sync run whose driver is killed after a checkpoint, resumed by `ray job submit` of
 `repo-ray train --resume` against the local head (the README's cluster path): the resumed step
-repeats the uninterrupted sync run's step exactly. One test for both: each RL run in the suite
-pays ~30 s of actor start-up."""
+repeats the uninterrupted sync run's (calm) step exactly. One test for both: each RL run in the
+suite pays ~30 s of actor start-up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 from repo_ray.pipeline.rundir import RunDir
 
-from .conftest import SYNC_STEPS, DriverKilled, run_rl_only, run_rows
+from .conftest import SYNC_CALM_STEPS, DriverKilled, run_rl_only, run_rows, sync_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,9 @@ def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sy
                                                                                tmp_path):
     from ray._private.worker import global_worker
 
-    last = SYNC_STEPS - 1  # the log's step is the learner version a sample met its fate at
+    steps = SYNC_CALM_STEPS  # the shared sync run's config, stopped before its judge faults
+    cfg = sync_config(pipeline_run.cfg.model.cache_dir, learner__max_steps=steps)
+    last = steps - 1  # the log's step is the learner version a sample met its fate at
 
     def kill_after_checkpoint(lp, record):
         if record.step == last:  # that step's checkpoint is written; the last step dies in flight
@@ -36,14 +38,13 @@ def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sy
     src = pipeline_run.run_dir  # its data, tiny model, SFT and RM stages are reused, not its RL
     shutil.copytree(src, run_dir, ignore=lambda d, names: ["rl"] if d == str(src) else [])
     with pytest.raises(DriverKilled):
-        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=SYNC_STEPS, on_step=kill_after_checkpoint,
-                    cfg=sync_run.cfg)
+        run_rl_only(pipeline_run, run_dir, mode="sync", max_steps=steps, on_step=kill_after_checkpoint, cfg=cfg)
     assert RunDir(str(run_dir)).read_json("rl", "checkpoints", "latest.json")["step"] == last
 
     dashboard = f"http://{global_worker.node.address_info['webui_url']}"
     assert dashboard.startswith("http://127.0.0.1:")
     cfg_file = tmp_path / "job.yaml"
-    cfg_file.write_text(yaml.safe_dump(sync_run.cfg.model_dump(mode="json")))
+    cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     ray_cli = str(Path(sys.executable).with_name("ray"))
     proc = subprocess.run(
         [ray_cli, "job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
@@ -54,17 +55,17 @@ def test_a_killed_run_resumed_by_ray_job_submit_repeats_the_next_step_exactly(sy
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
     rd = RunDir(str(run_dir))
-    assert rd.read_json("rl", "checkpoints", "latest.json")["step"] == SYNC_STEPS
-    assert rd.read_json("summary.json")["rl_steps"] == SYNC_STEPS
+    assert rd.read_json("rl", "checkpoints", "latest.json")["step"] == steps
+    assert rd.read_json("summary.json")["rl_steps"] == steps
 
     def last_step(d):
         return sorted((r["sample_id"], r["r_total"]) for r in run_rows(d, "rl", "trajectories")
                       if r["step"] == last and r["fate"] == "trained")
 
     expected, got = last_step(sync_run.run_dir), last_step(run_dir)
-    assert len(expected) == sync_run.cfg.learner.batch_size
+    assert len(expected) == cfg.learner.batch_size
     assert [i for i, _ in got] == [i for i, _ in expected]
     assert [r for _, r in got] == pytest.approx([r for _, r in expected], abs=1e-4)
     ledger = run_rows(run_dir, "rl", "ledger")
     assert len(ledger) == len({r["sample_id"] for r in ledger})
-    assert sum(r["fate"] == "trained" for r in ledger) == SYNC_STEPS * sync_run.cfg.learner.batch_size
+    assert sum(r["fate"] == "trained" for r in ledger) == steps * cfg.learner.batch_size
