@@ -295,10 +295,16 @@ def _cold(ctx: InjectionContext) -> str:
 
 
 def _gives_up(ctx: InjectionContext) -> str | None:
-    """A goodbye in the middle of the negotiation (a room type neither agreed nor refused, the
-    hotel still answering): what a policy that learned "no words, no penalty" writes."""
+    """A goodbye before the negotiation is over: as the very first turn (the call ended before
+    it began), or in the middle (a room type neither agreed nor refused, the hotel still
+    answering). What a policy that learned "no words, no penalty" writes: the demo's REPO
+    policy collapsed to a first-turn goodbye that the RM, never shown one as rejected, paid."""
     last = ctx.point.last
-    if last is None or last.silent or ctx.point.stage not in (SopStage.EVIDENCE, SopStage.ASK, SopStage.OBJECTION):
+    if last is None:
+        if ctx.point.stage is not SopStage.OPENING:
+            return None
+        return agent_line(ctx.scenario.language, "close_no_deal", ctx.rng.choice(["short", "long"]), ctx.rng)
+    if last.silent or ctx.point.stage not in (SopStage.EVIDENCE, SopStage.ASK, SopStage.OBJECTION):
         return None
     if all(r.name in last.agreed or r.name in last.refused for r in ctx.scenario.room_types):
         return None

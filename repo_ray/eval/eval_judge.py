@@ -397,6 +397,8 @@ def _sop_compliance(v: NegotiationView, r: _Reply) -> ItemScore:
 
 def _price_pursuit(v: NegotiationView, r: _Reply) -> ItemScore:
     if not v.agent_turns:
+        if r.stage is SopStage.CLOSE:
+            return -8.0, "ends the call before any price is pursued"
         return None, "the opening pursues nothing yet"
     if not v.open_rooms or v.ended:
         return None, "nothing left to pursue"

@@ -452,6 +452,8 @@ def sop_compliance(j: Judged) -> Score:
 def price_pursuit(j: Judged) -> Score:
     st, rd = j.st, j.reply
     if not st.agent_turns:
+        if rd.act is Act.CLOSE:
+            return -10.0, "ends the call before pursuing any price"
         return None, "nothing to pursue before the opening"
     if not st.open_rooms:
         return None, "every room type is settled"
