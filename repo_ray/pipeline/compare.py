@@ -36,6 +36,7 @@ from repo_ray.pipeline.rundir import RunDir, say
 from repo_ray.pipeline.runlog import read_steps
 from repo_ray.pipeline.train import (
     RewardSide,
+    optimizer_key,
     probe_tokens,
     run_id_for,
     run_rl,
@@ -72,7 +73,7 @@ def stage_dpo(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, sft
     budget = sample_budget(cfg)
     n = len(pairs) if budget is None else min(len(pairs), max(cfg.learner.batch_size, budget // epochs))
     stage = rd.stage("method-dpo", sft_key, data_key, n, cfg.learner.dpo.model_dump(mode="json"),
-                     cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
+                     cfg.learner.lora.model_dump(mode="json"), optimizer_key(cfg, cfg.learner.dpo.lr),
                      cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed, label="dpo",
                      output=("methods", "dpo"))
     out = rd.local("methods", "dpo", "adapter")

@@ -65,6 +65,12 @@ def stage_base(cfg: RepoRayConfig, rd: RunDir, data_dir: Path) -> tuple[BaseMode
     return BaseModel(paths.tokenizer_dir, paths.policy_dir), content_hash(str(paths.policy_dir))
 
 
+def optimizer_key(cfg: RepoRayConfig, own_lr: float | None) -> dict[str, Any]:
+    """learner.optimizer as a stage-key part of a stage with its own learning rate (SFT, DPO):
+    without `lr` when `own_lr` is set, so changing the RL learning rate reuses SFT and DPO."""
+    return cfg.learner.optimizer.model_dump(mode="json", exclude={"lr"} if own_lr else None)
+
+
 def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, base: BaseModel,
               base_key: str) -> tuple[Path, str]:
     """SFT with LoRA on the original base, merged into RUN/sft/model (the base of all RL)."""
@@ -74,7 +80,7 @@ def stage_sft(cfg: RepoRayConfig, rd: RunDir, data_dir: Path, data_key: str, bas
     from repo_ray.pipeline.placement import start_learner_group
 
     stage = rd.stage("sft", base_key, data_key, cfg.learner.sft.model_dump(mode="json"),
-                     cfg.learner.lora.model_dump(mode="json"), cfg.learner.optimizer.model_dump(mode="json"),
+                     cfg.learner.lora.model_dump(mode="json"), optimizer_key(cfg, cfg.learner.sft.lr),
                      cfg.learner.batch_size, cfg.learner.micro_batch_size, cfg.seed, output=("sft",))
     out = rd.local("sft", "model")
     if stage.reused(out, (out / "config.json").is_file()):

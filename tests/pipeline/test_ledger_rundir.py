@@ -67,3 +67,18 @@ def test_stage_helper_reuses_only_a_finished_stage_with_the_same_inputs_and_outp
     assert "sft: reusing out" in capsys.readouterr().out
     assert not rd.stage("sft", {"lr": 1e-3}, 7).reused("out", ready=False)  # its output is gone
     assert not rd.stage("sft", {"lr": 2e-3}, 7).reused("out")
+
+
+def test_the_rl_learning_rate_is_no_part_of_the_sft_and_dpo_stage_keys_when_they_set_their_own():
+    from repo_ray.config import RepoRayConfig
+    from repo_ray.pipeline.train import optimizer_key
+
+    def cfg(**learner):
+        return RepoRayConfig.model_validate({"learner": learner})
+
+    own = {"sft": {"lr": 3e-3}}
+    assert optimizer_key(cfg(**own, optimizer={"lr": 1e-3}), 3e-3) == \
+        optimizer_key(cfg(**own, optimizer={"lr": 5e-4}), 3e-3)
+    # without an own rate the stage trains at learner.optimizer.lr: it is part of the key
+    assert optimizer_key(cfg(optimizer={"lr": 1e-3}), None) != optimizer_key(cfg(optimizer={"lr": 5e-4}), None)
+    assert optimizer_key(cfg(**own, optimizer={"grad_clip": 0.5}), 3e-3) != optimizer_key(cfg(**own), 3e-3)
