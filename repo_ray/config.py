@@ -568,6 +568,11 @@ class EvalConfig(_Section):
     )
     bootstrap_samples: int = Field(1000, ge=10, description="resamples for confidence intervals")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval coverage")
+    task_min_dialogues: int = Field(
+        24, ge=0, description="without a GPU, evaluate policies side by side as 1-CPU Ray tasks when there are at "
+        "least this many evaluation dialogues; fewer are evaluated in the driver, one policy after another (a task "
+        "costs a process start: ~8 s of CPU for torch and transformers on 2 cores). 0: always tasks"
+    )
     excellent_threshold: float = Field(0.6, ge=-1.0, le=1.0, description="normalised judge score of an excellent reply")
     hacking_monitor: HackingMonitorConfig = Field(
         default_factory=HackingMonitorConfig, description="reward-hacking monitor over the RL steps"

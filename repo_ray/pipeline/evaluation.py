@@ -32,13 +32,14 @@ def evaluate_one(name: str, cfg: RepoRayConfig, model: Path, tokenizer: Path, ad
 
 def evaluate_policies(cfg: RepoRayConfig, policies: list[tuple[str, Path, Path, Path | None]], scenarios: Any,
                       bad_cases: Any) -> dict[str, Any]:
-    """{name: PolicyEval} in the order given. Without a GPU each policy is a 1-CPU Ray task
-    (placement.start_policy_eval), so the cores evaluate policies side by side; with one the
-    driver evaluates them in-process, one after another. Each result is the same either way
-    (greedy decoding, or sampling with the eval seed, inside one process)."""
+    """{name: PolicyEval} in the order given. Without a GPU, and with at least
+    eval.task_min_dialogues dialogues, each policy is a 1-CPU Ray task (placement.start_policy_eval),
+    so the cores evaluate policies side by side; otherwise the driver evaluates them in-process,
+    one after another (a short evaluation costs less than a task's process start). Each result
+    is the same either way (greedy decoding, or sampling with the eval seed, inside one process)."""
     import torch
 
-    if torch.cuda.is_available() or len(policies) < 2:
+    if torch.cuda.is_available() or len(policies) < 2 or len(scenarios) < cfg.eval.task_min_dialogues:
         done = [evaluate_one(name, cfg, *where, scenarios, bad_cases) for name, *where in policies]
     else:
         import ray
