@@ -245,8 +245,9 @@ class ChaosRun(PipelineRun):
 def chaos_run(pipeline_run, tmp_path_factory) -> ChaosRun:
     """One async RL run (reusing the shared run's data, SFT and RM), a checkpoint after every
     step (the default): the driver dies after step 1 and the run is resumed, then every actor
-    kind of a run is killed once by process id: three kinds after each of steps 2 and 3, a
-    learner rank after step 4; five steps in all. One run for both the driver's resume and the
+    kind of a run is killed once by process id: three kinds after each of steps 2 and 3 (the
+    RewardPool as soon as after step 2 it holds a request in progress), a learner rank after
+    step 4; five steps in all. One run for both the driver's resume and the
     actors' restarts: each RL run in the suite pays ~30 s of actor start-up."""
     from repo_ray.pipeline.faults import kill_one
     from repo_ray.pipeline.rundir import RunDir
@@ -267,13 +268,37 @@ def chaos_run(pipeline_run, tmp_path_factory) -> ChaosRun:
             fates_at_kill.update({sid: lp.ledger.fate(sid).value for sid in list(lp.ledger._entries)})
             raise DriverKilled
 
+    watchers: list[threading.Thread] = []
+
+    def kill_while_scoring(lp, kind):
+        """SIGKILL `kind` once the loop has a score request the pool is still working on (a kill
+        between two requests would leave nothing to re-score), from a thread: the loop goes on."""
+        import ray
+
+        def watch():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                refs = list(lp.rewards)
+                if refs and ray.wait(refs, num_returns=len(refs), timeout=0)[1]:
+                    break
+                time.sleep(0.01)
+            victim = kill_one(kind, run_id=run_id, job_id=lp.job_id)
+            killed.append(f"{kind}:{victim.pid}")
+
+        watchers.append(threading.Thread(target=watch, name=f"chaos-{kind}", daemon=True))
+        watchers[-1].start()
+
     def kill_actors(lp, record):
         for kind in CHAOS_KILLS.get(record.step, ()):
+            if kind == "reward_pool":
+                kill_while_scoring(lp, kind)
+                continue
             victim = kill_one(kind, run_id=run_id, job_id=lp.job_id)
             killed.append(f"{kind}:{victim.pid}")
         if record.step >= max(CHAOS_KILLS):
             pages.append(metrics_page())
 
+    import threading
     import time
 
     t0 = time.perf_counter()
@@ -283,6 +308,8 @@ def chaos_run(pipeline_run, tmp_path_factory) -> ChaosRun:
     pending = {f"e{i:07d}" for _, start, stop, _ in state.get("pending") or [] for i in range(start, stop)}
     run = run_rl_only(pipeline_run, run_dir, mode="async", max_steps=CHAOS_STEPS, resume=True, on_step=kill_actors,
                       cfg=cfg)
+    for w in watchers:
+        w.join(timeout=5)
     wall = round(time.perf_counter() - t0, 1)
     ledger = rd.read_parquet_dir("rl", "ledger").to_pylist()
     fates = collections.Counter(r["fate"] for r in ledger)
