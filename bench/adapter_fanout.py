@@ -55,6 +55,11 @@ def make_update(cfg: RepoRayConfig, policy_dir: Path, version: int):
     return build_adapter_update(model, version=version, probe_token_ids=[1, 40, 77, 120, 250, 31, 9, 2])
 
 
+def renumbered(u: AdapterUpdate, version: int) -> AdapterUpdate:
+    """The same adapter as a new version (every push must carry a version the workers have not seen)."""
+    return AdapterUpdate.build(version, u.tensors, u.peft_config, u.probe_token_ids, u.probe_logprob)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs/demo.yaml"))
@@ -92,10 +97,9 @@ def main() -> None:
         store, files = [], []
         for u in updates:
             version += 1
-            u = AdapterUpdate.build(version, u.tensors, u.peft_config, u.probe_token_ids, u.probe_logprob)
-            store.append(push_adapter(u, fleet, tol).push_s)
+            store.append(push_adapter(renumbered(u, version), fleet, tol).push_s)
             version += 1
-            u = AdapterUpdate.build(version, u.tensors, u.peft_config, u.probe_token_ids, u.probe_logprob)
+            u = renumbered(u, version)
             t0 = time.perf_counter()
             path = work / f"adapter-v{version}.safetensors"
             path.write_bytes(u.tensors)

@@ -311,7 +311,7 @@ def chaos_run(pipeline_run, tmp_path_factory) -> ChaosRun:
     for w in watchers:
         w.join(timeout=5)
     wall = round(time.perf_counter() - t0, 1)
-    ledger = rd.read_parquet_dir("rl", "ledger").to_pylist()
+    ledger = run_rows(run_dir, "rl", "ledger")
     fates = collections.Counter(r["fate"] for r in ledger)
     masked = collections.Counter(r["reason"].split(":")[0][:30] for r in ledger if r["fate"] == "masked")
     print(f"chaos run: {wall} s; {dict(fates)}; re-scored {sum(r['rescored'] > 0 for r in ledger)}; "
@@ -401,7 +401,7 @@ def sync_run(pipeline_run, tmp_path_factory) -> SyncRun:
     finally:
         side.close()
     wall = round(time.perf_counter() - t0, 1)
-    steps = rd.read_parquet_dir("rl", "steps").to_pylist()
+    steps = run_rows(run_dir, "rl", "steps")
     shares = ", ".join(f"{fault_at.get(r['step'], 'calm')} {r['masked']}/{r['samples']}" for r in steps)
     print(f"sync run: {wall} s; masked per step: {shares}")  # pytest -s shows it
     return SyncRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts, "wall_s": wall},

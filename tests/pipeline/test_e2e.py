@@ -125,7 +125,7 @@ def test_every_series_the_grafana_dashboard_reads_is_served_as_its_kind(pipeline
     # A failed judge call is retried only while the sample's deadline allows, so no outcome
     # implies a retry: the retry counter is checked by name only (tests/cluster).
     # Restarts, re-scores, rollbacks and alerts exist only once their fault happened: the chaos
-    # and judge-fault runs (tests/pipeline/test_chaos.py, test_judge_faults.py) check them.
+    # run and the sync run's judge faults (tests/pipeline/test_chaos.py, test_judge_faults.py) check them.
     exempt = {"repo_ray_judge_retries_total", "repo_ray_actor_restarts_total", "repo_ray_rescored_total",
               "repo_ray_rollbacks_total", "repo_ray_alerts_total"}
     expected = {n for n in wanted if METRICS[n].kind != "gauge" and n not in events and n not in exempt}
