@@ -26,6 +26,7 @@ import torch
 
 from repo_ray.config import RepoRayConfig
 from repo_ray.errors import UserError, remote_user_error
+from repo_ray.heap import HeapTrimmer
 from repo_ray.learner.trainers import (
     RL_ALGORITHMS,
     RLSettings,
@@ -112,6 +113,7 @@ class _DeepSpeedRank:
         self.cfg = RepoRayConfig.model_validate_json(cfg_json)
         self.base_model_path, self.tokenizer_path = base_model_path, tokenizer_path
         self.policy = self.value = None
+        self._trim = HeapTrimmer()  # after each RL step: RSS stays at the live set (repo_ray/heap.py)
 
     # ---------------------------------------------------------------- setup
     def node_ip(self) -> str:
@@ -210,6 +212,7 @@ class _DeepSpeedRank:
             return RLStepStats(), len(selection.masked_ids)
         settings = RLSettings.from_config(learner, self.mode, self.cfg.rollout.temperature)
         stats = rl_step(self.policy, self.value, batch, settings, self.rank, self.world_size, self._all_reduce)
+        self._trim()
         return stats, len(selection.masked_ids)
 
     def train_sft(self, dialogues, epochs: int, seed: int) -> list[SupervisedStats]:

@@ -16,6 +16,7 @@ import ray
 import torch
 
 from repo_ray.algos.reward_enhance import RMNormalizer
+from repo_ray.heap import HeapTrimmer
 from repo_ray.model.chat import padding_id
 from repo_ray.model.loading import Dtype, load_reward_model, load_tokenizer
 from repo_ray.types import Trajectory
@@ -132,10 +133,14 @@ class RMScorer:
         self._scorer = RewardModelScorer(
             rm_dir, normalization, batch_size, device, dtype if device == "cuda" else "float32"
         )
+        self._trim = HeapTrimmer()  # RSS stays at the live set, not the largest batch's peak
 
     def score(self, trajectories: list[Trajectory]) -> list[float]:
         """R_model of each trajectory, in order (see `RewardModelScorer.score`)."""
-        return self._scorer.score(trajectories)
+        try:
+            return self._scorer.score(trajectories)
+        finally:
+            self._trim()
 
     def info(self) -> dict:
         s = self._scorer
