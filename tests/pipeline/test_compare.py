@@ -33,12 +33,14 @@ def compared(pipeline_run, tmp_path_factory):
     return cfg, run_dir, summary
 
 
-# Every kind of method (base, SFT, DPO, an RL baseline, REPO) and one ablation: PPO and the
-# other ablations are presets of the same RL path (test_method_presets_... checks them; PPO
-# differs from REPO in the reward the learner reads and its KL penalty to the SFT reference,
-# which tests/learner/test_batch.py and test_trainers.py cover), and each RL method costs a
-# learner and rollout fleet start-up in the suite.
-TESTED = ("base", "sft", "dpo", "grpo", "repo", "repo_rm")
+# Every kind of method (base, SFT, DPO, an RL baseline, REPO): PPO and the ablations are
+# presets of the same RL path (test_method_presets_... checks them; PPO differs from REPO in
+# the reward the learner reads and its KL penalty to the SFT reference, which
+# tests/learner/test_batch.py and test_trainers.py cover; an ablation in the sources its
+# RewardPool asks, which tests/reward_actors/pool_tests/test_pool.py covers for repo_rm; its
+# report row in test_an_ablation_is_named_so_...), and each RL method costs a learner and
+# rollout fleet start-up in the suite (~20 s).
+TESTED = ("base", "sft", "dpo", "grpo", "repo")
 
 
 def test_method_presets_set_algorithm_sources_and_one_final_checkpoint():
@@ -105,12 +107,23 @@ def test_report_holds_every_method_ablation_and_metric_in_markdown_and_html(comp
     assert summary["methods"] == list(TESTED)
 
 
+def test_an_ablation_is_named_so_in_the_methods_table():
+    from repo_ray.eval.compare_report import MethodResult, _methods_markdown
+
+    rows = [MethodResult(n, METHODS[n].summary, METHODS[n].kind, METHODS[n].ablation, eval=None,
+                         info={"samples": 16}) for n in ("repo", "repo_rm")]
+    table = _methods_markdown(rows, 16)
+    assert METHODS["repo_rm"].ablation and not METHODS["repo"].ablation
+    assert f"| repo_rm | ablation: {METHODS['repo_rm'].summary} | 16 |" in table
+    assert f"| repo | {METHODS['repo'].summary} | 16 |" in table
+
+
 def test_a_second_compare_reuses_every_stage(compared):
     from repo_ray.pipeline.compare import compare
 
     cfg, run_dir, _ = compared
     before = {p: p.stat().st_mtime for p in (run_dir / "methods").rglob("adapter_model.safetensors")}
-    summary = compare(cfg, str(run_dir), parse_methods("sft,dpo,repo,repo_rm"), progress=False)
+    summary = compare(cfg, str(run_dir), parse_methods("sft,dpo,repo"), progress=False)
     assert summary["wall_s"] < 60
     assert before and all(p.stat().st_mtime == t for p, t in before.items())
 

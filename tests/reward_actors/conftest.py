@@ -90,3 +90,14 @@ def trained_rm(rm_cfg, data_dir, domain_models, tmp_path_factory) -> TrainedRM:
                    "--base", str(domain_models.reward_dir)])
     assert rc == 0 and len(results) == 1, out.getvalue()
     return TrainedRM(results[0], rc, out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def rm_scorer_actor(ray_local, trained_rm, rm_cfg):
+    """One RMScorer actor of the shared RM (no restarts), for the scorer and the pool tests:
+    each actor start imports torch + transformers (~6 s of CPU)."""
+    from repo_ray.pipeline.placement import start_rm_scorer
+
+    actor = start_rm_scorer(rm_cfg, trained_rm.out_dir, num_cpus=0.1, max_restarts=0)
+    yield actor
+    ray_local.kill(actor)

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def stack(ray_local, trained_rm, domain_model_cfg):
-    from repo_ray.pipeline.placement import deploy_judge_pool, start_reward_pool, start_rm_scorer
+def stack(ray_local, rm_scorer_actor, domain_model_cfg):
+    from repo_ray.pipeline.placement import deploy_judge_pool, start_reward_pool
     from reward_actors.judge.server import JudgeServerOptions, JudgeServerProcess
 
     srv = JudgeServerProcess.start(JudgeServerOptions(seed=0))
@@ -28,14 +28,19 @@ def stack(ray_local, trained_rm, domain_model_cfg):
                   "rate_limit": {"requests_per_s": 500, "burst": 100, "tokens_per_min": 2e7},
                   "autoscaling": {"min_replicas": 1, "max_replicas": 1, "num_cpus_per_replica": 0.05}},
     })
-    rm = start_rm_scorer(cfg, trained_rm.out_dir, num_cpus=0.1)
+    rm = rm_scorer_actor
     judge = deploy_judge_pool(cfg.judge, cfg.reward.judge_weights, "pooltest", deadline_s=3.0)
     pools = {}
-    actors = [rm]
+    actors = []
     for policy in ("mask", "partial"):
         c = cfg.model_copy(update={"reward": cfg.reward.model_copy(update={"failure_policy": policy})})
         pools[policy], checkers = start_reward_pool(c, rm, judge.handle)
         actors += [pools[policy], *checkers]
+    # the repo_rm ablation's pool: the RM alone, no judge and no rule checker started
+    rm_only = cfg.model_copy(update={"reward": cfg.reward.model_copy(update={"sources": ["rm"]})})
+    pools["rm"], checkers = start_reward_pool(rm_only, rm, judge.handle)
+    assert checkers == []
+    actors.append(pools["rm"])
     yield cfg, srv, judge, pools
     judge.shutdown()
     for a in actors:
@@ -84,3 +89,18 @@ def test_judge_failure_masks_or_goes_partial_and_is_never_a_zero(stack, data_dir
     assert not partial.masked and partial.e_judge is None and partial.reason.startswith("partial: judge http_error")
     assert partial.e_enh == pytest.approx(enhancement(0.0, partial.e_func, cfg.reward.n))
     assert partial.r_total == pytest.approx(enhance_reward(partial.r_model, 0.0, partial.e_func, cfg.reward.n))
+
+
+def test_rm_only_pool_passes_r_model_through_and_never_calls_the_judge(stack, data_dir, tokenizer, ray_local):
+    cfg, srv, judge, pools = stack
+    p = load_rows("preference", data_dir).rows[7]
+    t = trajectory(tokenizer, p, p.rejected, "rm-only")
+    srv.control(error_rate=1.0)  # a judge call would fail the sample: none is made
+    try:
+        res = ray_local.get(pools["rm"].score.remote(t, p.scenario))
+        full = ray_local.get(pools["partial"].score.remote(t, p.scenario))
+    finally:
+        srv.control(error_rate=0.0)
+    assert set(res.sources) == {"rm"} and not res.masked and res.reason == ""
+    assert res.e_judge is None and res.e_func is None and res.e_enh is None
+    assert res.r_total == pytest.approx(res.r_model) and res.r_model == pytest.approx(full.r_model, abs=1e-4)

@@ -47,22 +47,19 @@ def test_in_process_scorer_prefers_the_chosen_reply_and_z_scores(scorer, held_ou
     assert raw.score(chosen) == pytest.approx(raw_c, abs=1e-6)
 
 
-def test_rm_scorer_actor_scores_trajectories_like_in_process_scoring(ray_local, trained_rm, scorer, rm_cfg,
+def test_rm_scorer_actor_scores_trajectories_like_in_process_scoring(ray_local, rm_scorer_actor, scorer,
                                                                      held_out_trajectories):
     chosen, rejected = held_out_trajectories
-    actor = start_rm_scorer(rm_cfg, trained_rm.out_dir, num_cpus=0.25, max_restarts=0)
-    try:
-        assert ray_local.get(actor.info.remote())["device"] == "cpu"  # reward.model.num_gpus is 0
-        scores = ray_local.get(actor.score.remote(chosen + rejected))
-        assert scores == pytest.approx(scorer.score(chosen + rejected), abs=1e-5)
-        n = len(chosen)
-        assert sum(c > r for c, r in zip(scores[:n], scores[n:])) >= 0.8 * n
-        assert ray_local.get(actor.score.remote([])) == []
-        with pytest.raises(TypeError, match="item 1: expected a Trajectory, got dict"):
-            ray_local.get(actor.score.remote([chosen[0], {"response_text": "hi"}]))
-        assert ray_local.get(actor.score.remote(chosen[:2])) == pytest.approx(scores[:2], abs=1e-5)  # still serving
-    finally:
-        ray_local.kill(actor)
+    actor = rm_scorer_actor  # the session's (the pool tests score through it too)
+    assert ray_local.get(actor.info.remote())["device"] == "cpu"  # reward.model.num_gpus is 0
+    scores = ray_local.get(actor.score.remote(chosen + rejected))
+    assert scores == pytest.approx(scorer.score(chosen + rejected), abs=1e-5)
+    n = len(chosen)
+    assert sum(c > r for c, r in zip(scores[:n], scores[n:])) >= 0.8 * n
+    assert ray_local.get(actor.score.remote([])) == []
+    with pytest.raises(TypeError, match="item 1: expected a Trajectory, got dict"):
+        ray_local.get(actor.score.remote([chosen[0], {"response_text": "hi"}]))
+    assert ray_local.get(actor.score.remote(chosen[:2])) == pytest.approx(scores[:2], abs=1e-5)  # still serving
 
 
 @pytest.mark.gpu
