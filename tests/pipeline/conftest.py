@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +205,8 @@ def pipeline_run(ray_local, tmp_path_factory, model_cache) -> PipelineRun:
     return run
 
 
-# The shared sync run: SYNC_CALM_STEPS steps with a calm judge (the Ray-job resume test repeats
-# the second of them), then one step under each of JUDGE_FAULTS (the fault matrix).
+# The shared sync run: SYNC_CALM_STEPS steps with a calm judge (the Ray-job resume test resumes
+# it after the first and repeats the second), then one step under each of JUDGE_FAULTS (the fault matrix).
 SYNC_CALM_STEPS = 2
 
 
@@ -356,6 +357,11 @@ def sync_config(cache_dir: str, **overrides: Any) -> RepoRayConfig:
 @dataclass
 class SyncRun(PipelineRun):
     fault_at_step: dict[int, str] = field(default_factory=dict)  # RL step (steps-table `step`) -> its fault
+    rl_at_checkpoint: Path | None = None  # a copy of RUN/rl as it was after step RESUME_FROM's checkpoint
+
+
+# the Ray-job resume test resumes a copy of the sync run's RL stage taken after this step
+RESUME_FROM = SYNC_CALM_STEPS - 1
 
 
 @pytest.fixture(scope="session")
@@ -364,7 +370,8 @@ def sync_run(pipeline_run, tmp_path_factory) -> SyncRun:
     steps with a calm judge, then the local judge misbehaving in a different way during each
     step (JUDGE_FAULTS, switched through the server's /control between steps; sync, so each
     step's samples are generated and scored under its own fault). One run for the sync mode,
-    the plug-ins and the fault matrix: each RL run in the suite pays ~30 s of actor start-up."""
+    the plug-ins, the fault matrix and (a copy of its RL stage after step RESUME_FROM's
+    checkpoint) the Ray-job resume: each RL run in the suite pays ~30 s of actor start-up."""
     from repo_ray.pipeline.rundir import RunDir
     from repo_ray.pipeline.train import run_id_for, run_rl, start_reward_side
     from reward_actors.judge.limiter import LimiterSpend
@@ -377,8 +384,11 @@ def sync_run(pipeline_run, tmp_path_factory) -> SyncRun:
     side = start_reward_side(cfg, Path(s["rm_dir"]), run_id)
     srv = side.servers[0]
     fault_at: dict[int, str] = {}
+    at_checkpoint = tmp_path_factory.mktemp("sync-checkpoint") / "rl"
 
     def on_step(lp, record):
+        if record.step == RESUME_FROM:  # its checkpoint is written (checkpoint_every 1): what a killed driver leaves
+            shutil.copytree(run_dir / "rl", at_checkpoint)
         i = record.step - SYNC_CALM_STEPS
         if not 0 <= i < len(JUDGE_FAULTS):
             return
@@ -405,4 +415,4 @@ def sync_run(pipeline_run, tmp_path_factory) -> SyncRun:
     shares = ", ".join(f"{fault_at.get(r['step'], 'calm')} {r['masked']}/{r['samples']}" for r in steps)
     print(f"sync run: {wall} s; masked per step: {shares}")  # pytest -s shows it
     return SyncRun(cfg, run_dir, {**s, "rl_steps": len(rl.steps), "ledger": rl.ledger_counts, "wall_s": wall},
-                   fault_at_step=fault_at)
+                   fault_at_step=fault_at, rl_at_checkpoint=at_checkpoint)
