@@ -343,6 +343,11 @@ class JudgeConfig(_Section):
     rubric_version: str = Field("v1", description="rubric version; part of the cache key")
     temperature: float = Field(0.0, ge=0, description="judge sampling temperature")
     max_tokens: int = Field(512, ge=16, description="judge completion token cap")
+    response_format: Literal["auto", "json_schema", "json_object"] = Field(
+        "auto", description="what the judge is asked to answer in: json_schema (structured output built from "
+        "the rubric: what makes a small judge usable), json_object, or auto: json_schema until the server "
+        "refuses it with a 400/422 naming it, then json_object for that caller",
+    )
     timeout_s: float = Field(30.0, gt=0, description="per-call HTTP timeout")
     max_retries: int = Field(4, ge=0, description="retries after timeouts, 429s and 5xx")
     backoff_base_s: float = Field(0.5, gt=0, description="first retry delay (doubles, with jitter)")

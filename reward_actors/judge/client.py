@@ -9,6 +9,11 @@ request or the key is wrong) and invalid answers (a temperature-0 judge would re
 them; retrying would only spend budget). One overall deadline bounds a sample, retries
 and limiter waits included.
 
+The answer format asked for is judge.response_format: a JSON Schema built from the rubric
+(structured output: a server that has it can only answer a valid verdict), or json_object;
+auto asks the schema until the server refuses it (a 400/422 naming it), then json_object
+from that call on, once per client (the refused call is asked again at once).
+
 Final statuses: ok, timeout, http_error (5xx after retries, any other 4xx), rate_limited
 (429 after retries, or the limiter's queue is longer than the deadline), invalid_output,
 budget_exhausted, error (connection failures and anything unexpected).
@@ -43,7 +48,7 @@ from repo_ray.telemetry import record
 from repo_ray.types import JudgeCalls, JudgeVerdict, SourceResult, SourceStatus
 from reward_actors.judge.limiter import LATE_PERMIT_S, MAX_PERMIT_RETRIES, CallOutcome, JudgeRateLimiter, Permit
 from reward_actors.judge.prompt import JudgeContext, build_judge_messages, prompt_text
-from reward_actors.judge.schema import InvalidJudgeOutput, parse_judge_answer
+from reward_actors.judge.schema import InvalidJudgeOutput, answer_json_schema, parse_judge_answer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +136,7 @@ class _Attempt:
 
     @property
     def retryable(self) -> bool:
-        return self.outcome in ("rate_limited", "server_error", "timeout", "error")
+        return self.outcome in ("rate_limited", "server_error", "timeout", "error", "format_refused")
 
     @property
     def status(self) -> SourceStatus:
@@ -141,6 +146,7 @@ class _Attempt:
             "rate_limited": SourceStatus.RATE_LIMITED,
             "server_error": SourceStatus.HTTP_ERROR,
             "client_error": SourceStatus.HTTP_ERROR,
+            "format_refused": SourceStatus.HTTP_ERROR,
             "timeout": SourceStatus.TIMEOUT,
         }.get(self.outcome, SourceStatus.ERROR)
 
@@ -242,6 +248,15 @@ class JudgeClient:
         self._http: httpx.AsyncClient | None = None
         self._cache: OrderedDict[str, JudgeVerdict] = OrderedDict()
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        # what the next call asks for (auto starts with the schema; _read may fall back once)
+        self.answer_format = "json_object" if cfg.response_format == "json_object" else "json_schema"
+        self._schema = answer_json_schema(self.items)
+
+    def _response_format(self) -> dict[str, Any]:
+        if self.answer_format == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "judge_verdict", "schema": self._schema,
+                                                           "strict": True}}
+        return {"type": "json_object"}
 
     def __repr__(self) -> str:  # no key, no headers: only where it points
         return f"JudgeClient(url={self.url!r}, model={self.cfg.model!r}, rubric={self.cfg.rubric_version!r})"
@@ -307,8 +322,8 @@ class JudgeClient:
                 if last.retry_after_s is not None and last.retry_after_s > self.cfg.backoff_max_s:
                     last.reason += f"; Retry-After {last.retry_after_s:g}s exceeds judge.backoff_max_s"
                     break
-                delay = backoff_delay(attempt - 1, self.cfg.backoff_base_s, self.cfg.backoff_max_s, self._rng,
-                                      last.retry_after_s)
+                delay = 0.0 if last.outcome == "format_refused" else backoff_delay(  # ask again at once
+                    attempt - 1, self.cfg.backoff_base_s, self.cfg.backoff_max_s, self._rng, last.retry_after_s)
                 if self._clock() + delay >= deadline:
                     last.reason += f"; per-sample deadline {deadline_s:g}s reached"
                     break
@@ -392,8 +407,9 @@ class JudgeClient:
             "messages": messages,
             "temperature": self.cfg.temperature,
             "max_tokens": self.cfg.max_tokens,
-            "response_format": {"type": "json_object"},
+            "response_format": self._response_format(),
         }
+        asked = self.answer_format
         headers = {"Content-Type": "application/json"}
         key = self._api_key()
         if key:
@@ -416,6 +432,9 @@ class JudgeClient:
         else:
             att = self._read(resp, raw)
             att.http_status = resp.status_code
+            if asked == "json_schema" and self._schema_refused(att, raw):
+                att = _Attempt("format_refused", f"HTTP {resp.status_code}: the server refused response_format "
+                               "json_schema; asking json_object from now on", http_status=resp.status_code)
         outcome = att.outcome if att.outcome not in ("server_error", "client_error") else "http_error"
         record("repo_ray_judge_requests_total", status=outcome)
         record("repo_ray_judge_latency_seconds", self._clock() - t0)
@@ -424,6 +443,19 @@ class JudgeClient:
         if att.outcome != "ok":
             log.debug("judge call failed: %s", att.reason)
         return att
+
+    def _schema_refused(self, att: _Attempt, raw: bytes | None) -> bool:
+        """judge.response_format auto and a 400/422 that names the schema or the response format:
+        this server has no structured output. Switch this caller to json_object (once, logged)."""
+        if self.cfg.response_format != "auto" or att.outcome != "client_error" or att.http_status not in (400, 422):
+            return False
+        body = (raw or b"")[:MAX_ANSWER_BYTES].decode("utf-8", "replace").lower()
+        if not any(word in body for word in ("response_format", "json_schema", "schema", "structured")):
+            return False
+        self.answer_format = "json_object"
+        log.warning("judge: %s refused response_format json_schema (HTTP %s); asking json_object from now on",
+                    self.url, att.http_status)
+        return True
 
     def _read(self, resp: httpx.Response, raw: bytes | None) -> _Attempt:
         """The attempt's outcome from the status, headers and body (`raw` None: over the cap)."""

@@ -45,6 +45,23 @@ class JudgeAnswer(BaseModel):
     scores: dict[str, ItemScore]
 
 
+def answer_json_schema(items: Mapping[str, str] = JUDGE_ITEMS) -> dict:
+    """The JSON Schema of an answer for these rubric items, for servers with structured output
+    (`response_format: {"type": "json_schema", ...}`): every item required, a number or null
+    and a reason each. Kept to the subset every constrained decoder takes (types, required,
+    additionalProperties): the score's range and the reason's length are enforced by
+    parse_judge_answer (clipped, cut), not by the decoder."""
+    item = {
+        "type": "object",
+        "properties": {"score": {"anyOf": [{"type": "number"}, {"type": "null"}]}, "reason": {"type": "string"}},
+        "required": ["score", "reason"],
+        "additionalProperties": False,
+    }
+    scores = {"type": "object", "properties": {k: item for k in items}, "required": list(items),
+              "additionalProperties": False}
+    return {"type": "object", "properties": {"scores": scores}, "required": ["scores"], "additionalProperties": False}
+
+
 def _reject_constant(name: str) -> float:
     raise InvalidJudgeOutput(f"non-finite number {name} in the answer")
 

@@ -7,6 +7,7 @@ Knobs for testing the client and the limiter: added latency, its own rate limit 
 `Retry-After` past `rate_limit_rps` requests in any second), a share of 5xx answers, of
 hangs (never answers; the connection stays open) and of malformed JSON answers, a
 "gullible" mode that obeys `SCORE EVERYTHING <n>` written outside the prompt's data block,
+no structured output (a `json_schema` response_format answered 400, as servers without it do),
 and an expected API key (`--api-key-env VAR`: requests without that Bearer key get a 401
 whose body echoes the header they sent, as careless APIs do — the client must scrub it).
 Fault draws come from one seeded RNG in arrival order.
@@ -57,6 +58,7 @@ class JudgeServerOptions:
     hang_rate: float = 0.0
     malformed_rate: float = 0.0
     gullible: bool = False
+    structured_output: bool = True  # False: a json_schema response_format is refused (400), as servers without it do
     seed: int = 0
     model: str = "repo-judge"
     api_key_env: str | None = None  # environment variable holding the key clients must send
@@ -102,7 +104,8 @@ class JudgeServerOptions:
         return out
 
 
-_KNOBS = ("latency_s", "rate_limit_rps", "error_rate", "hang_rate", "malformed_rate", "gullible", "seed")
+_KNOBS = ("latency_s", "rate_limit_rps", "error_rate", "hang_rate", "malformed_rate", "gullible", "structured_output",
+          "seed")
 
 
 def _is_loopback(host: str) -> bool:
@@ -171,6 +174,12 @@ def make_app(opts: JudgeServerOptions):
             record(t, "bad_request", "")
             return web.json_response({"error": {"message": "body must be JSON with a messages list"}}, status=400)
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
+        fmt = body.get("response_format") if isinstance(body.get("response_format"), dict) else {}
+        state.counters[f"format_{fmt.get('type', 'none')}"] += 1
+        if fmt.get("type") == "json_schema" and not state.opts.structured_output:
+            record(t, "format_refused", key)
+            return web.json_response({"error": {"message": "response_format json_schema is not supported; use "
+                                                           "json_object"}}, status=400)
         if state.expected_key is not None:
             sent = request.headers.get("Authorization", "")
             if sent != f"Bearer {state.expected_key}":
@@ -278,6 +287,8 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--malformed-rate", type=float, default=0.0, help="share of answers that are not valid JSON")
     p.add_argument("--gullible", action="store_true",
                    help="obey 'SCORE EVERYTHING <n>' found outside the prompt's data block (tests the prompt builder)")
+    p.add_argument("--no-structured-output", dest="structured_output", action="store_false",
+                   help="refuse a json_schema response_format with a 400, as servers without structured output do")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     p.add_argument("--model", default="repo-judge", help="model name reported by /v1/models")
     p.add_argument("--api-key-env", default=None, metavar="VAR",
@@ -291,7 +302,8 @@ def options_from_args(args: argparse.Namespace) -> JudgeServerOptions:
     return JudgeServerOptions(
         host=args.host, port=args.port, latency_s=args.latency_s, rate_limit_rps=args.rate_limit_rps,
         error_rate=args.error_rate, hang_rate=args.hang_rate, malformed_rate=args.malformed_rate,
-        gullible=args.gullible, seed=args.seed, model=args.model, api_key_env=args.api_key_env,
+        gullible=args.gullible, structured_output=args.structured_output, seed=args.seed, model=args.model,
+        api_key_env=args.api_key_env,
         extra_items=tuple(args.extra_item),
     )
 
@@ -304,6 +316,8 @@ def _argv(opts: JudgeServerOptions) -> list[str]:
         argv += ["--rate-limit-rps", repr(opts.rate_limit_rps)]
     if opts.gullible:
         argv.append("--gullible")
+    if not opts.structured_output:
+        argv.append("--no-structured-output")
     if opts.api_key_env:
         argv += ["--api-key-env", opts.api_key_env]
     for entry in opts.extra_items:

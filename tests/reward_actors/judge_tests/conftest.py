@@ -18,5 +18,5 @@ def judge_server():
 def server(judge_server):
     """The package's server with every knob at its default and fresh counters."""
     judge_server.control(latency_s=0.0, rate_limit_rps=None, error_rate=0.0, hang_rate=0.0, malformed_rate=0.0,
-                         gullible=False, seed=0)
+                         gullible=False, structured_output=True, seed=0)
     return judge_server

@@ -159,3 +159,47 @@ def test_retry_after_parses_seconds_and_http_dates_and_backoff_has_full_jitter()
     assert 0 <= min(delays) < 0.5 and 3.0 < max(delays) <= 4.0  # uniform over [0, 0.5 * 2**3]
     assert backoff_delay(0, 0.5, 20.0, rng, retry_after_s=2.0) >= 2.0
     assert len(build_judge_messages(context("x"), "v1")) == 2
+
+
+def test_auto_asks_the_rubric_schema_and_a_server_without_it_gets_json_object_from_then_on(server):
+    import httpx
+
+    from reward_actors.judge.schema import answer_json_schema
+
+    sent = []
+
+    class Spy(httpx.AsyncHTTPTransport):  # the real transport, recording each request body
+        async def handle_async_request(self, request):
+            import json
+
+            sent.append(json.loads(request.content)["response_format"])
+            return await super().handle_async_request(request)
+
+    async def run(cfg, ctxs):
+        async with JudgeClient(cfg, W, transport=Spy(), rng=random.Random(0)) as judge:
+            results = [await judge.score(c) for c in ctxs]  # one after another: the switch is in order
+            return results, judge.answer_format
+
+    results, fmt = asyncio.run(run(judge_cfg(server.base_url), distinct_contexts(2, "fmt")))
+    assert [r.status for r in results] == [SourceStatus.OK] * 2 and fmt == "json_schema"
+    schema = sent[0]["json_schema"]["schema"]
+    assert sent[0]["type"] == "json_schema" and schema == answer_json_schema()
+    assert schema["properties"]["scores"]["required"] == list(results[0].verdict.scores)
+
+    server.control(structured_output=False)
+    sent.clear()
+    results, fmt = asyncio.run(run(judge_cfg(server.base_url), distinct_contexts(3, "fmt2")))
+    assert [r.status for r in results] == [SourceStatus.OK] * 3 and fmt == "json_object"
+    assert [f["type"] for f in sent] == ["json_schema", "json_object", "json_object", "json_object"]
+    assert attempts(results[0]) == ["format_refused", "ok"] and attempts(results[1]) == ["ok"]
+    counters = server.stats()["counters"]
+    assert counters["format_refused"] == 1 and counters["ok"] == 3
+
+
+def test_a_fixed_answer_format_is_never_switched(server):
+    server.control(structured_output=False)
+    [schema] = score_all(judge_cfg(server.base_url, response_format="json_schema"), distinct_contexts(1, "fx"))
+    assert schema.status is SourceStatus.HTTP_ERROR and attempts(schema) == ["client_error"]
+    assert "not supported" in schema.detail
+    [obj] = score_all(judge_cfg(server.base_url, response_format="json_object"), distinct_contexts(1, "fy"))
+    assert obj.status is SourceStatus.OK and server.stats()["counters"]["format_json_object"] == 1
