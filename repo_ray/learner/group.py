@@ -165,10 +165,13 @@ class _DeepSpeedRank:
             lr = learner.sft.lr or lr
         elif self.mode == "dpo":
             lr = learner.dpo.lr or lr
-        policy = build_policy(self.base_model_path, learner.lora, dtype, device, seed=self.cfg.seed)
+        checkpointing = learner.gradient_checkpointing
+        policy = build_policy(self.base_model_path, learner.lora, dtype, device, seed=self.cfg.seed,
+                              gradient_checkpointing=checkpointing)
         self.policy = self._engine(deepspeed, policy, lr)
         if self.mode in ("repo", "ppo"):
-            value = build_value_model(self.base_model_path, learner.lora, dtype, device, seed=self.cfg.seed)
+            value = build_value_model(self.base_model_path, learner.lora, dtype, device, seed=self.cfg.seed,
+                                      gradient_checkpointing=checkpointing)
             self.value = self._engine(deepspeed, value, learner.ppo.value_lr or learner.optimizer.lr)
         return self.initialize_s
 

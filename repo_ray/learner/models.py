@@ -28,11 +28,22 @@ def _seeded_lora(model: nn.Module, lora: LoraSettings, task: TaskType, seed: int
         return add_lora(model, lora, task)
 
 
+def checkpointed(model: nn.Module, on: bool) -> nn.Module:
+    """`model` (an HF PreTrainedModel) with gradient checkpointing when `on`: each block's
+    activations are recomputed in the backward pass instead of kept (non-reentrant, so LoRA's
+    trainable weights inside a frozen base get their gradients without input hooks)."""
+    if on:  # transformers >= 5.23 (pyproject): activation_checkpointing_* replaced gradient_checkpointing_*
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
+
+
 def build_policy(base_path: str | os.PathLike, lora: LoraSettings, dtype: Dtype = "float32",
-                 device: str = "cpu", seed: int = 0) -> PeftModel:
+                 device: str = "cpu", seed: int = 0, gradient_checkpointing: bool = False) -> PeftModel:
     """Base causal LM + fresh LoRA (B = 0, so it starts equal to the base). peft keeps the
     adapter in float32 even on a bf16 base (autocast_adapter_dtype)."""
-    model = _seeded_lora(load_policy(base_path, dtype=dtype, device=device), lora, TaskType.CAUSAL_LM, seed)
+    base = checkpointed(load_policy(base_path, dtype=dtype, device=device), gradient_checkpointing)
+    model = _seeded_lora(base, lora, TaskType.CAUSAL_LM, seed)
     model.train()
     return model
 
@@ -62,9 +73,10 @@ class ValueModel(nn.Module):
 
 
 def build_value_model(base_path: str | os.PathLike, lora: LoraSettings, dtype: Dtype = "float32",
-                      device: str = "cpu", seed: int = 0) -> ValueModel:
+                      device: str = "cpu", seed: int = 0, gradient_checkpointing: bool = False) -> ValueModel:
     causal = load_policy(base_path, dtype=dtype, device=device)
-    body = causal.base_model  # the transformer without its LM head (Qwen3Model, LlamaModel, ...)
+    # the transformer without its LM head (Qwen3Model, LlamaModel, ...)
+    body = checkpointed(causal.base_model, gradient_checkpointing)
     hidden = causal.config.get_text_config().hidden_size
     model = ValueModel(_seeded_lora(body, lora, TaskType.FEATURE_EXTRACTION, seed + 1), hidden)
     model.head.to(device)

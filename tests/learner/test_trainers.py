@@ -293,3 +293,30 @@ def test_importance_weight_stats_combine_over_ranks_and_an_empty_rank_changes_no
     assert m.is_capped_fraction == pytest.approx(0.1)
     empty = summarize_rl("repo", [RLStepStats()], 0, 0.0)
     assert (empty.is_weight_mean, empty.is_weight_min, empty.is_weight_max, empty.is_capped_fraction) == (1, 1, 1, 0)
+
+
+def test_gradient_checkpointing_recomputes_the_blocks_and_gives_the_same_update(domain_models, base_trajectories,
+                                                                                  learner_tokenizer):
+    cfg = learner_config()
+    batch, _ = rl_batch(base_trajectories, [3.0, -2.0, 1.0, 0.5, -1.0, 2.0, 0.0, 4.0], "repo",
+                        learner_tokenizer.pad_token_id)
+    gas = cfg.grad_accumulation_steps
+    states, block_calls = {}, {}
+    for on in (False, True):
+        policy_model = build_policy(domain_models.policy_dir, cfg.lora, gradient_checkpointing=on)
+        value_model = build_value_model(domain_models.policy_dir, cfg.lora, gradient_checkpointing=on)
+        assert policy_model.base_model.model.is_activation_checkpointing is on
+        assert value_model.body.base_model.model.is_activation_checkpointing is on
+        calls: list[bool] = []
+        # inside the block (its own hooks stay outside the checkpoint), before anything it saves: the
+        # recompute runs it again (and stops once the saved tensors are back, so a post-hook may not)
+        attn = policy_model.base_model.model.model.layers[0].self_attn
+        attn.register_forward_pre_hook(lambda *_, seen=calls: seen.append(torch.is_grad_enabled()))
+        policy = TorchEngine(policy_model, cfg.optimizer.lr, cfg.optimizer, gas)
+        value = TorchEngine(value_model, cfg.ppo.value_lr or cfg.optimizer.lr, cfg.optimizer, gas)
+        run(policy, value, batch, cfg, "repo")
+        value_state = {f"v.{k}": v for k, v in trainable_state(value.module).items()}
+        states[on] = {**trainable_state(policy.module), **value_state}
+        block_calls[on] = len(calls)
+    assert block_calls[True] > block_calls[False]  # the backward pass ran the block again
+    assert max(float((states[True][k] - states[False][k]).abs().max()) for k in states[False]) < 1e-6
