@@ -155,6 +155,10 @@ class RewardModelTraining(_Section):
     epochs: int = Field(1, ge=1, description="passes over the preference pairs")
     lr: float = Field(1e-5, gt=0, description="learning rate")
     batch_size: int = Field(32, ge=1, description="pairs per optimizer step")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each block's activations in the backward pass (as learner.gradient_"
+        "checkpointing): a batch of pairs is 2 x batch_size sequences in one forward",
+    )
     max_tokens: int = Field(
         1024, ge=32, description="context + reply tokens per side; system prompt kept, oldest turns dropped first"
     )

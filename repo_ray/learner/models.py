@@ -17,7 +17,7 @@ from torch import nn
 
 from repo_ray.config import LoraSettings
 from repo_ray.model.export import add_lora
-from repo_ray.model.loading import Dtype, load_policy
+from repo_ray.model.loading import Dtype, checkpointed, load_policy
 
 
 def _seeded_lora(model: nn.Module, lora: LoraSettings, task: TaskType, seed: int) -> PeftModel:
@@ -26,16 +26,6 @@ def _seeded_lora(model: nn.Module, lora: LoraSettings, task: TaskType, seed: int
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return add_lora(model, lora, task)
-
-
-def checkpointed(model: nn.Module, on: bool) -> nn.Module:
-    """`model` (an HF PreTrainedModel) with gradient checkpointing when `on`: each block's
-    activations are recomputed in the backward pass instead of kept (non-reentrant, so LoRA's
-    trainable weights inside a frozen base get their gradients without input hooks)."""
-    if on:  # transformers >= 5.23 (pyproject): activation_checkpointing_* replaced gradient_checkpointing_*
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    return model
 
 
 def build_policy(base_path: str | os.PathLike, lora: LoraSettings, dtype: Dtype = "float32",

@@ -101,6 +101,16 @@ def load_tokenizer(path_or_id: str | os.PathLike, trust_remote_code: bool = Fals
     )
 
 
+def checkpointed(model: torch.nn.Module, on: bool) -> torch.nn.Module:
+    """`model` (an HF PreTrainedModel) with gradient checkpointing when `on`: each block's
+    activations are recomputed in the backward pass instead of kept (non-reentrant, so LoRA's
+    trainable weights inside a frozen base get their gradients without input hooks)."""
+    if on:  # transformers >= 5.23 (pyproject): activation_checkpointing_* replaced gradient_checkpointing_*
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
+
+
 def load_policy(
     path_or_id: str | os.PathLike,
     dtype: Dtype = "float32",

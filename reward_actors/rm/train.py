@@ -31,7 +31,7 @@ from repo_ray.errors import DataFileError, ModelLoadError
 from repo_ray.model.chat import padding_id
 from repo_ray.model.context import ContextTally
 from repo_ray.model.export import _replace_dir, add_lora
-from repo_ray.model.loading import load_reward_model, load_tokenizer
+from repo_ray.model.loading import checkpointed, load_reward_model, load_tokenizer
 from reward_actors.rm.data import EncodedPair, encode_pairs, split_by_scenario
 from reward_actors.rm.scorer import pad_right, score_batch, sequence_scores
 from reward_actors.rm.stats import AccuracyReport, RMStats, accuracy_report, save_rm_stats
@@ -71,6 +71,7 @@ def _load_trainable(cfg: RepoRayConfig, base: str | os.PathLike, tokenizer, devi
             base, dtype=cfg.model.dtype, device=device, trust_remote_code=cfg.model.trust_remote_code,
             pad_token_id=padding_id(tokenizer),  # never the end-of-turn id the score is read after
         )
+        model = checkpointed(model, rm.gradient_checkpointing)
         if rm.finetune == "lora":
             model = add_lora(model, cfg.learner.lora, TaskType.SEQ_CLS)  # peft adds `score` to modules_to_save
             if not any(p.requires_grad for n, p in model.named_parameters() if ".score." in f".{n}"):

@@ -63,9 +63,16 @@ def test_zscore_stats_give_the_reference_set_mean_0_and_std_1(trained_rm, pairs,
 
 def test_lora_finetune_trains_the_score_head_and_saves_a_merged_classifier(pairs, domain_models, domain_model_cfg,
                                                                             tmp_path):
+    from reward_actors.rm.train import _load_trainable
+
     cfg = RepoRayConfig(model=domain_model_cfg, reward=RewardConfig(model=RewardModelTraining(
-        epochs=1, lr=1e-3, batch_size=16, max_tokens=512, holdout_fraction=0.2, finetune="lora")))
+        epochs=1, lr=1e-3, batch_size=16, max_tokens=512, holdout_fraction=0.2, finetune="lora",
+        gradient_checkpointing=True)))  # as configs/smollm2.yaml: LoRA on a checkpointed base
     cfg.learner.lora.r, cfg.learner.lora.alpha = 4, 8
+    from repo_ray.model import load_tokenizer
+
+    trainable = _load_trainable(cfg, domain_models.reward_dir, load_tokenizer(domain_models.tokenizer_dir), "cpu")
+    assert trainable.base_model.model.is_activation_checkpointing
     r = train_reward_model(cfg, pairs[:64], domain_models.reward_dir, tmp_path / "rm",
                            tokenizer_path=domain_models.tokenizer_dir)
     before = load_file(str(domain_models.reward_dir / "model.safetensors"))
