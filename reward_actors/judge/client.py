@@ -452,9 +452,10 @@ class JudgeClient:
         body = (raw or b"")[:MAX_ANSWER_BYTES].decode("utf-8", "replace").lower()
         if not any(word in body for word in ("response_format", "json_schema", "schema", "structured")):
             return False
-        self.answer_format = "json_object"
-        log.warning("judge: %s refused response_format json_schema (HTTP %s); asking json_object from now on",
-                    self.url, att.http_status)
+        if self.answer_format != "json_object":  # concurrent calls may all be refused: one line
+            self.answer_format = "json_object"
+            log.warning("judge: %s refused response_format json_schema (HTTP %s); asking json_object from now on",
+                        self.url, att.http_status)
         return True
 
     def _read(self, resp: httpx.Response, raw: bytes | None) -> _Attempt:

@@ -203,3 +203,14 @@ def test_a_fixed_answer_format_is_never_switched(server):
     assert "not supported" in schema.detail
     [obj] = score_all(judge_cfg(server.base_url, response_format="json_object"), distinct_contexts(1, "fy"))
     assert obj.status is SourceStatus.OK and server.stats()["counters"]["format_json_object"] == 1
+
+
+def test_concurrent_refusals_switch_once_and_every_sample_is_asked_again(server, caplog):
+    import logging
+
+    server.control(structured_output=False)
+    with caplog.at_level(logging.WARNING, logger="reward_actors.judge.client"):
+        results = score_all(judge_cfg(server.base_url), distinct_contexts(4, "conc"))  # all in flight at once
+    assert [r.status for r in results] == [SourceStatus.OK] * 4
+    assert all(attempts(r)[-1] == "ok" for r in results)
+    assert sum("refused response_format json_schema" in m for m in caplog.messages) == 1
