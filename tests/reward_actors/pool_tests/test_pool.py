@@ -98,9 +98,11 @@ def test_rm_only_pool_passes_r_model_through_and_never_calls_the_judge(stack, da
     srv.control(error_rate=1.0)  # a judge call would fail the sample: none is made
     try:
         res = ray_local.get(pools["rm"].score.remote(t, p.scenario))
+        asked = srv.stats()["counters"].get("requests", 0)
         full = ray_local.get(pools["partial"].score.remote(t, p.scenario))
     finally:
         srv.control(error_rate=0.0)
+    assert asked == 0 and full.sources["judge"].status.value == "http_error"  # the full pool did ask
     assert set(res.sources) == {"rm"} and not res.masked and res.reason == ""
     assert res.e_judge is None and res.e_func is None and res.e_enh is None
     assert res.r_total == pytest.approx(res.r_model) and res.r_model == pytest.approx(full.r_model, abs=1e-4)
