@@ -449,8 +449,8 @@ class JudgeClient:
         this server has no structured output. Switch this caller to json_object (once, logged)."""
         if self.cfg.response_format != "auto" or att.outcome != "client_error" or att.http_status not in (400, 422):
             return False
-        body = (raw or b"")[:MAX_ANSWER_BYTES].decode("utf-8", "replace").lower()
-        if not any(word in body for word in ("response_format", "json_schema", "schema", "structured")):
+        body = (raw or b"").decode("utf-8", "replace").lower()  # raw is already capped (_read_capped)
+        if not any(word in body for word in ("response_format", "schema", "structured")):
             return False
         if self.answer_format != "json_object":  # concurrent calls may all be refused: one line
             self.answer_format = "json_object"

@@ -174,7 +174,8 @@ def make_app(opts: JudgeServerOptions):
             record(t, "bad_request", "")
             return web.json_response({"error": {"message": "body must be JSON with a messages list"}}, status=400)
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
-        fmt = body.get("response_format") if isinstance(body.get("response_format"), dict) else {}
+        fmt = body.get("response_format")
+        fmt = fmt if isinstance(fmt, dict) else {}
         state.counters[f"format_{fmt.get('type', 'none')}"] += 1
         if fmt.get("type") == "json_schema" and not state.opts.structured_output:
             record(t, "format_refused", key)
